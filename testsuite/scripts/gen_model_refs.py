@@ -235,6 +235,18 @@ def example_models(out_root):
         yield e
 
 
+def filetest_models(out_root):
+    """The committed small models of testsuite/filetests/import/, batch 2, seeded input."""
+    for model in sorted(glob.glob(os.path.join(ROOT, "testsuite", "filetests", "import", "*.onnx"))):
+        name = os.path.splitext(os.path.basename(model))[0]
+        (inp,) = real_inputs(onnx.load(model).graph)
+        shape = [d.dim_value if d.HasField("dim_value") else 2 for d in inp.type.tensor_type.shape.dim]
+        rng = np.random.default_rng(sum(map(ord, name)))
+        x = rng.standard_normal(shape).astype(np.float32)
+        yield run_model("ft_" + name, model, {inp.name: x}, None, out_root,
+                        ["input = seeded standard normal, symbolic batch bound to 2"])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(ROOT, "testsuite", "generated"))
@@ -248,6 +260,7 @@ def main() -> int:
     manifest += list(light_models(out_root))
     manifest += list(pytorch_models(out_root, skipped))
     manifest += list(example_models(out_root))
+    manifest += list(filetest_models(out_root))
     with open(os.path.join(out_root, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
         f.write("\n")

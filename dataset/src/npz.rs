@@ -1,0 +1,64 @@
+//! NumPy `.npz` archives (zip of `.npy` members, stored or deflated).
+//!
+//! Members are looked up by array name (without `.npy`). Each member's declared
+//! uncompressed size is checked against the element cap before reading and the read is
+//! bounded by it, so a zip bomb or a lying header cannot make us allocate without limit.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use fqc_ir::Tensor;
+
+use crate::{npy, DataError, Result, MAX_ELEMENTS};
+
+/// An open `.npz` archive.
+pub struct Npz {
+    path: String,
+    archive: zip::ZipArchive<BufReader<File>>,
+}
+
+impl std::fmt::Debug for Npz {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Npz").field("path", &self.path).finish()
+    }
+}
+
+impl Npz {
+    pub fn open(path: &Path) -> Result<Npz> {
+        let p = path.display().to_string();
+        let file = File::open(path).map_err(|source| DataError::Io { path: p.clone(), source })?;
+        let archive = zip::ZipArchive::new(BufReader::new(file))
+            .map_err(|e| DataError::File { path: p.clone(), msg: format!("not a .npz archive: {e}") })?;
+        Ok(Npz { path: p, archive })
+    }
+
+    /// Array names in the archive.
+    pub fn names(&self) -> Vec<String> {
+        self.archive.file_names().filter_map(|n| n.ok()).map(|n| n.trim_end_matches(".npy").to_string()).collect()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.archive.index_for_name(&format!("{name}.npy")).is_some()
+    }
+
+    /// Reads array `name`.
+    pub fn read(&mut self, name: &str) -> Result<Tensor> {
+        let path = self.path.clone();
+        let fail = |msg: String| DataError::File { path: path.clone(), msg };
+        let mut member = self
+            .archive
+            .by_name(&format!("{name}.npy"))
+            .map_err(|_| fail(format!("no array `{name}`")))?;
+        let limit = MAX_ELEMENTS * 8 + 4096;
+        if member.size() > limit {
+            return Err(fail(format!("array `{name}` is too large ({} bytes)", member.size())));
+        }
+        let mut bytes = Vec::with_capacity(member.size() as usize);
+        (&mut member)
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .map_err(|e| fail(format!("array `{name}`: {e}")))?;
+        npy::read(&bytes).map_err(|e| fail(format!("array `{name}`: {e}")))
+    }
+}
