@@ -9,7 +9,7 @@
 
 use crate::op::Op;
 use crate::tensor::Tensor;
-use crate::types::TensorType;
+use crate::types::{Scale, TensorType};
 
 macro_rules! id_type {
     ($(#[$m:meta])* $name:ident) => {
@@ -180,6 +180,16 @@ impl Graph {
         self.values.len()
     }
 
+    /// Size of the node arena (including unscheduled nodes); node ids are below it.
+    pub fn num_nodes(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Size of the constant arena; constant ids are below it.
+    pub fn num_consts(&self) -> usize {
+        self.consts.len()
+    }
+
     pub fn node(&self, n: Node) -> &NodeData {
         &self.nodes[n.index()]
     }
@@ -244,8 +254,11 @@ impl Graph {
     }
 
     /// Rebuilds the arenas with only what the outputs need: live scheduled nodes, the
-    /// constants they use, and all graph inputs (the signature never changes). Ids are
-    /// renumbered densely in schedule order, so the result is canonical.
+    /// constants they use (as operands or as per-channel scales of a used type), and all
+    /// graph inputs (the signature never changes). Ids are renumbered densely in the
+    /// text printer's order (inputs; then per node its constants, each preceded by its
+    /// scale constant, then the node; then constants only outputs or input types need),
+    /// so the result is canonical and `Scale::Channel` references are remapped.
     pub fn compact(&self) -> Graph {
         let mut live = vec![false; self.values.len()];
         for &v in &self.outputs {
@@ -259,56 +272,104 @@ impl Graph {
                 }
             }
         }
-        let mut g = Graph::new(self.name.clone());
-        let mut map: Vec<Option<Value>> = vec![None; self.values.len()];
+        let mut c = Compactor {
+            src: self,
+            g: Graph::new(self.name.clone()),
+            map: vec![None; self.values.len()],
+            visiting: vec![false; self.values.len()],
+        };
         for &v in &self.inputs {
             let info = &self.values[v.index()];
-            map[v.index()] =
-                Some(g.add_input(info.name.clone().unwrap_or_default(), info.ty.clone()));
+            // The type is patched below, once its scale constant (if any) exists.
+            c.map[v.index()] =
+                Some(c.g.add_input(info.name.clone().unwrap_or_default(), info.ty.clone()));
         }
-        let add_const = |g: &mut Graph, map: &mut Vec<Option<Value>>, v: Value| {
-            if map[v.index()].is_none() {
-                if let ValueDef::Const(c) = self.values[v.index()].def {
-                    let info = &self.values[v.index()];
-                    map[v.index()] = Some(g.add_const_data(
-                        info.name.clone(),
-                        info.ty.clone(),
-                        self.consts[c.index()].clone(),
-                    ));
-                }
-            }
-        };
         for &n in &self.order {
             let node = &self.nodes[n.index()];
             if !live[node.output.index()] {
                 continue;
             }
             for &v in &node.inputs {
-                add_const(&mut g, &mut map, v);
+                c.operand(v);
             }
+            let out = &self.values[node.output.index()];
+            let ty = c.ty(&out.ty);
             let inputs = node
                 .inputs
                 .iter()
-                .map(|v| map[v.index()].expect("operand defined before use"))
+                .map(|v| c.map[v.index()].expect("operand defined before use"))
                 .collect();
-            let out = &self.values[node.output.index()];
-            let nv = g.add_node(
+            let nv = c.g.add_node(
                 node.op.clone(),
                 inputs,
-                out.ty.clone(),
+                ty,
                 node.name.clone(),
                 out.name.clone(),
             );
-            map[node.output.index()] = Some(nv);
+            c.map[node.output.index()] = Some(nv);
         }
         for &v in &self.outputs {
-            add_const(&mut g, &mut map, v);
+            c.operand(v);
         }
+        for &v in &self.inputs {
+            let ty = c.ty(&self.values[v.index()].ty);
+            let nv = c.map[v.index()].expect("input mapped");
+            c.g.value_mut(nv).ty = ty;
+        }
+        let mut g = c.g;
         g.outputs = self
             .outputs
             .iter()
-            .map(|v| map[v.index()].expect("output defined"))
+            .map(|v| c.map[v.index()].expect("output defined"))
             .collect();
         g
+    }
+}
+
+/// State of [`Graph::compact`]: the new graph and the old-to-new value map.
+struct Compactor<'a> {
+    src: &'a Graph,
+    g: Graph,
+    map: Vec<Option<Value>>,
+    /// Constants whose scale dependencies are being copied (breaks reference cycles).
+    visiting: Vec<bool>,
+}
+
+impl Compactor<'_> {
+    /// Makes a used value available: a constant is copied (after its scale constant);
+    /// for any other value, the scale constant its type refers to is copied.
+    fn operand(&mut self, v: Value) {
+        if self.src.is_const(v) {
+            self.constant(v);
+        } else {
+            self.ty(&self.src.values[v.index()].ty);
+        }
+    }
+
+    fn constant(&mut self, v: Value) {
+        let i = v.index();
+        if self.map[i].is_some() || self.visiting[i] {
+            return;
+        }
+        let ValueDef::Const(c) = self.src.values[i].def else {
+            return;
+        };
+        self.visiting[i] = true;
+        let info = &self.src.values[i];
+        let ty = self.ty(&info.ty);
+        let data = self.src.consts[c.index()].clone();
+        self.map[i] = Some(self.g.add_const_data(info.name.clone(), ty, data));
+    }
+
+    /// `ty` with its per-channel scale reference remapped (copying the constant first).
+    fn ty(&mut self, ty: &TensorType) -> TensorType {
+        let mut ty = ty.clone();
+        if let Some(Scale::Channel { scales, .. }) = &mut ty.scale {
+            self.constant(*scales);
+            if let Some(s) = self.map[scales.index()] {
+                *scales = s;
+            }
+        }
+        ty
     }
 }

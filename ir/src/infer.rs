@@ -153,10 +153,12 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Res<TensorType> {
             want_rank(x, 4, "pool input")?;
             let h = fixed(x.shape.0[2], "height")?;
             let w = fixed(x.shape.0[3], "width")?;
-            if window.pads[0] >= window.kernel[0] * window.dilations[0]
-                || window.pads[2] >= window.kernel[0] * window.dilations[0]
-                || window.pads[1] >= window.kernel[1] * window.dilations[1]
-                || window.pads[3] >= window.kernel[1] * window.dilations[1]
+            let eh = window.kernel[0].saturating_mul(window.dilations[0]);
+            let ew = window.kernel[1].saturating_mul(window.dilations[1]);
+            if window.pads[0] >= eh
+                || window.pads[2] >= eh
+                || window.pads[1] >= ew
+                || window.pads[3] >= ew
             {
                 return Err("pads must be smaller than the kernel".into());
             }
@@ -219,13 +221,13 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Res<TensorType> {
             let (head, tail) = x.shape.0.split_at(axis);
             let tail_n = tail
                 .iter()
-                .try_fold(1u64, |a, d| Some(a.checked_mul(d.fixed()?)?))
+                .try_fold(1u64, |a, d| a.checked_mul(d.fixed()?))
                 .ok_or("trailing dimensions must be fixed")?;
             let head_d = match head {
                 [Dim::Batch, rest @ ..] if rest.iter().all(|d| *d == Dim::Fixed(1)) => Dim::Batch,
                 _ => Dim::Fixed(
                     head.iter()
-                        .try_fold(1u64, |a, d| Some(a.checked_mul(d.fixed()?)?))
+                        .try_fold(1u64, |a, d| a.checked_mul(d.fixed()?))
                         .ok_or("cannot merge the batch dimension with others")?,
                 ),
             };
@@ -265,7 +267,9 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Res<TensorType> {
                         x.shape, t.shape
                     ));
                 }
-                total += fixed(t.shape.0[axis], "the concatenation axis")?;
+                total = total
+                    .checked_add(fixed(t.shape.0[axis], "the concatenation axis")?)
+                    .ok_or("concatenated extent overflows")?;
             }
             let mut s = x.shape.clone();
             s.0[axis] = Dim::Fixed(total);
@@ -294,6 +298,13 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Res<TensorType> {
             s
         }
     };
+    // Broadcasting can align `N` with a non-batch axis (`[N,1] + [N,1,1,1]`); such a
+    // result would put the batch off axis 0, which no value may have.
+    if shape.0.iter().skip(1).any(|d| *d == Dim::Batch) {
+        return Err(format!(
+            "the result {shape} would have the batch dimension off axis 0"
+        ));
+    }
     Ok(TensorType::f32(shape))
 }
 

@@ -9,12 +9,17 @@
 pub mod error;
 pub mod graph;
 pub mod infer;
+pub mod interp;
 pub mod op;
 pub mod tensor;
+pub mod text;
 pub mod types;
+pub mod verify;
 
 pub use error::{IrError, Result};
 pub use graph::{Const, ConstData, Graph, Node, NodeData, Value, ValueDef, ValueInfo};
+pub use interp::{run, run_with, RunOptions};
 pub use op::{BinaryOp, Op, Window};
 pub use tensor::{Tensor, TensorData};
 pub use types::{DType, Dim, Scale, Shape, TensorType, F32};
+pub use verify::verify;

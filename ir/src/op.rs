@@ -26,19 +26,24 @@ impl Window {
     /// or None when the window does not fit (ONNX's formula, incl. ceil mode's rule that
     /// the last window must start inside the input or the left padding).
     pub fn output_extent(&self, axis: usize, input: u64) -> Option<u64> {
-        let padded = input + self.pads[axis] + self.pads[axis + 2];
-        let eff = self.dilations[axis] * (self.kernel[axis] - 1) + 1;
+        // Checked arithmetic throughout: attributes come from untrusted files.
+        let padded = input
+            .checked_add(self.pads[axis])?
+            .checked_add(self.pads[axis + 2])?;
+        let eff = self.dilations[axis]
+            .checked_mul(self.kernel[axis].checked_sub(1)?)?
+            .checked_add(1)?;
         if padded < eff || self.strides[axis] == 0 {
             return None;
         }
         let span = padded - eff;
         let s = self.strides[axis];
         let mut out = if self.ceil_mode {
-            span.div_ceil(s) + 1
+            span.div_ceil(s).checked_add(1)?
         } else {
             span / s + 1
         };
-        if self.ceil_mode && (out - 1) * s >= input + self.pads[axis] {
+        if self.ceil_mode && (out - 1).checked_mul(s)? >= input + self.pads[axis] {
             out -= 1;
         }
         Some(out)

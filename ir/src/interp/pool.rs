@@ -1,0 +1,148 @@
+//! Pooling over NCHW planes: MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool.
+//!
+//! A window at output `(oy, ox)` starts at `(oy·sh - top, ox·sw - left)` and has taps
+//! every `dilation` up to `kernel` taps. Semantics follow ONNX, with ONNX Runtime's
+//! choices where the spec leaves room (its `pool_functors.h`):
+//!
+//! * **MaxPool**: the max over taps inside the input; padding never wins. Like ORT, the
+//!   first in-bounds tap seeds the max and later taps replace it only if greater (so
+//!   `-inf` inputs give `-inf`); a window with no tap inside the input yields `f32::MIN`
+//!   (ORT's `numeric_limits::lowest`).
+//! * **AveragePool**: the sum over taps inside the input, divided by the number of those
+//!   taps (`count_include_pad = 0`), or (`= 1`) by the number of taps inside the
+//!   *padded* input `[-top, H + bottom)`: a ceil-mode window that hangs past the bottom /
+//!   right padding does not count the part beyond it. A window without input taps is 0.
+//! * **Global** pools reduce each whole `H×W` plane (mean = sum / (H·W)).
+
+use crate::op::Window;
+
+/// Per-axis geometry: for output `o`, taps at `o·stride - pad_begin + t·dilation`.
+#[derive(Clone, Copy, Debug)]
+struct Axis {
+    len: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    pad_begin: usize,
+    pad_end: usize,
+}
+
+impl Axis {
+    fn new(win: &Window, axis: usize, len: usize) -> Axis {
+        Axis {
+            len,
+            kernel: win.kernel[axis] as usize,
+            stride: win.strides[axis] as usize,
+            dilation: win.dilations[axis] as usize,
+            pad_begin: win.pads[axis] as usize,
+            pad_end: win.pads[axis + 2] as usize,
+        }
+    }
+
+    /// Input indices of the in-bounds taps of window `o`, and the number of taps inside
+    /// the padded extent `[-pad_begin, len + pad_end)`.
+    fn taps(&self, o: usize) -> (Vec<usize>, usize) {
+        let start = (o * self.stride) as i64 - self.pad_begin as i64;
+        let end =
+            (start + (self.kernel * self.dilation) as i64).min((self.len + self.pad_end) as i64);
+        let d = self.dilation as i64;
+        let padded = if end > start {
+            (1 + (end - start - 1) / d) as usize
+        } else {
+            0
+        };
+        let inside = (0..self.kernel as i64)
+            .map(|t| start + t * d)
+            .filter(|&i| i >= 0 && i < self.len as i64)
+            .map(|i| i as usize)
+            .collect();
+        (inside, padded)
+    }
+}
+
+fn pool(
+    x: &[f32],
+    shape: &[usize],
+    win: &Window,
+    out: &[usize],
+    f: impl Fn(&[f32], &[usize], &[usize], usize) -> f32,
+) -> Vec<f32> {
+    let (h, w, oh, ow) = (shape[2], shape[3], out[2], out[3]);
+    let ay = Axis::new(win, 0, h);
+    let ax = Axis::new(win, 1, w);
+    let rows: Vec<_> = (0..oh).map(|o| ay.taps(o)).collect();
+    let cols: Vec<_> = (0..ow).map(|o| ax.taps(o)).collect();
+    let planes = shape[0] * shape[1];
+    let mut y = Vec::with_capacity(planes * oh * ow);
+    for p in 0..planes {
+        let xp = &x[p * h * w..(p + 1) * h * w];
+        for (ys, yn) in &rows {
+            for (xs, xn) in &cols {
+                y.push(f(xp, ys, xs, yn * xn));
+            }
+        }
+    }
+    y
+}
+
+/// ONNX MaxPool.
+pub(crate) fn max_pool(x: &[f32], shape: &[usize], win: &Window, out: &[usize]) -> Vec<f32> {
+    let w = shape[3];
+    pool(x, shape, win, out, |xp, ys, xs, _| {
+        let mut taps = ys
+            .iter()
+            .flat_map(|&iy| xs.iter().map(move |&ix| xp[iy * w + ix]));
+        match taps.next() {
+            Some(first) => taps.fold(first, |m, v| if v > m { v } else { m }),
+            None => f32::MIN,
+        }
+    })
+}
+
+/// ONNX AveragePool.
+pub(crate) fn avg_pool(
+    x: &[f32],
+    shape: &[usize],
+    win: &Window,
+    count_include_pad: bool,
+    out: &[usize],
+) -> Vec<f32> {
+    let w = shape[3];
+    pool(x, shape, win, out, |xp, ys, xs, padded| {
+        let count = ys.len() * xs.len();
+        if count == 0 {
+            return 0.0;
+        }
+        let mut s = 0.0f32;
+        for &iy in ys {
+            for &ix in xs {
+                s += xp[iy * w + ix];
+            }
+        }
+        s / if count_include_pad { padded } else { count } as f32
+    })
+}
+
+/// ONNX GlobalAveragePool: `[N,C,H,W] -> [N,C,1,1]`.
+pub(crate) fn global_avg(x: &[f32], shape: &[usize]) -> Vec<f32> {
+    let plane = shape[2] * shape[3];
+    let planes = shape[0] * shape[1];
+    if plane == 0 {
+        return vec![f32::NAN; planes];
+    }
+    x.chunks(plane)
+        .map(|p| p.iter().sum::<f32>() / plane as f32)
+        .collect()
+}
+
+/// ONNX GlobalMaxPool: `[N,C,H,W] -> [N,C,1,1]`.
+pub(crate) fn global_max(x: &[f32], shape: &[usize]) -> Vec<f32> {
+    let plane = shape[2] * shape[3];
+    let planes = shape[0] * shape[1];
+    if plane == 0 {
+        return vec![f32::MIN; planes];
+    }
+    x.chunks(plane)
+        .map(|p| p[1..].iter().fold(p[0], |m, &v| if v > m { v } else { m }))
+        .collect()
+}
