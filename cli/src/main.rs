@@ -1,1 +1,44 @@
-fn main() {}
+//! `fqc`: the command-line front end. Thin over the libraries: it parses arguments,
+//! loads files, calls `fqc-onnx` / `fqc-ir` / `fqc-dataset`, and turns every failure into
+//! one clear `error:` line and a non-zero exit status.
+
+mod commands;
+mod model;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Compiler and runtime for fully quantized convolutional networks.
+#[derive(Debug, Parser)]
+#[command(name = "fqc", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a model as fqc IR text.
+    Inspect(commands::inspect::Args),
+    /// Run a model on an input tensor (.npy) with the reference interpreter.
+    Run(commands::run::Args),
+    /// Measure a model's top-1 accuracy on a labelled dataset (.npz).
+    Eval(commands::eval::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(args) => commands::inspect::main(args),
+        Command::Run(args) => commands::run::main(args),
+        Command::Eval(args) => commands::eval::main(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -25,7 +25,10 @@ pub enum DataError {
     #[error("{0}")]
     Format(String),
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = DataError> = std::result::Result<T, E>;
@@ -47,7 +50,10 @@ impl LabelledSet {
     /// when the file holds a single unnamed split.
     pub fn load_npz(path: &Path, split: &str) -> Result<LabelledSet> {
         let mut npz = npz::Npz::open(path)?;
-        let file_err = |msg: String| DataError::File { path: path.display().to_string(), msg };
+        let file_err = |msg: String| DataError::File {
+            path: path.display().to_string(),
+            msg,
+        };
         let (xk, yk) = if npz.contains(&format!("x_{split}")) {
             (format!("x_{split}"), format!("y_{split}"))
         } else if npz.contains("x") {
@@ -61,7 +67,10 @@ impl LabelledSet {
         let x = npz.read(&xk)?;
         let y = npz.read(&yk)?;
         if x.shape.len() != 4 {
-            return Err(file_err(format!("`{xk}` must be N×C×H×W, got shape {:?}", x.shape)));
+            return Err(file_err(format!(
+                "`{xk}` must be N×C×H×W, got shape {:?}",
+                x.shape
+            )));
         }
         if !matches!(x.data, TensorData::U8(_) | TensorData::F32(_)) {
             return Err(file_err(format!("`{xk}` must be uint8 or float32")));
@@ -73,7 +82,11 @@ impl LabelledSet {
             _ => return Err(file_err(format!("`{yk}` must hold integer labels"))),
         };
         if y.len() != x.shape[0] {
-            return Err(file_err(format!("`{xk}` has {} images but `{yk}` {} labels", x.shape[0], y.len())));
+            return Err(file_err(format!(
+                "`{xk}` has {} images but `{yk}` {} labels",
+                x.shape[0],
+                y.len()
+            )));
         }
         Ok(LabelledSet { x, y })
     }
@@ -92,11 +105,17 @@ impl LabelledSet {
         let mut shape = self.x.shape.clone();
         shape[0] = end - start;
         let data = match &self.x.data {
-            TensorData::U8(v) => v[start * item..end * item].iter().map(|&p| f32::from(p)).collect(),
+            TensorData::U8(v) => v[start * item..end * item]
+                .iter()
+                .map(|&p| f32::from(p))
+                .collect(),
             TensorData::F32(v) => v[start * item..end * item].to_vec(),
             _ => unreachable!("checked in load_npz"),
         };
-        Tensor { shape, data: TensorData::F32(data) }
+        Tensor {
+            shape,
+            data: TensorData::F32(data),
+        }
     }
 }
 
@@ -105,7 +124,12 @@ impl LabelledSet {
 pub fn to_model_input(t: Tensor) -> Result<Tensor> {
     match t.data {
         TensorData::F32(_) => Ok(t),
-        TensorData::U8(v) => Ok(Tensor { shape: t.shape, data: TensorData::F32(v.into_iter().map(f32::from).collect()) }),
-        _ => Err(DataError::Format("model inputs must be float32 (or uint8 pixels)".into())),
+        TensorData::U8(v) => Ok(Tensor {
+            shape: t.shape,
+            data: TensorData::F32(v.into_iter().map(f32::from).collect()),
+        }),
+        _ => Err(DataError::Format(
+            "model inputs must be float32 (or uint8 pixels)".into(),
+        )),
     }
 }

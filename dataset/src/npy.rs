@@ -28,12 +28,20 @@ pub fn read(bytes: &[u8]) -> Result<Tensor> {
             if bytes.len() < 12 {
                 return Err(err("truncated .npy header"));
             }
-            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+            (
+                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+                12,
+            )
         }
         v => return Err(err(format!("unsupported .npy version {v}"))),
     };
     let header = bytes
-        .get(start..start.checked_add(hlen).ok_or_else(|| err("bad header length"))?)
+        .get(
+            start
+                ..start
+                    .checked_add(hlen)
+                    .ok_or_else(|| err("bad header length"))?,
+        )
         .ok_or_else(|| err("truncated .npy header"))?;
     let header = std::str::from_utf8(header).map_err(|_| err("npy header is not text"))?;
     let descr = dict_value(header, "descr")?;
@@ -47,13 +55,16 @@ pub fn read(bytes: &[u8]) -> Result<Tensor> {
         .iter()
         .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
         .filter(|&n| n <= MAX_ELEMENTS)
-        .ok_or_else(|| err(format!("array of shape {shape:?} is too large")))? as usize;
+        .ok_or_else(|| err(format!("array of shape {shape:?} is too large")))?
+        as usize;
     let payload = &bytes[start + hlen..];
     let size = match descr {
         "<f4" | "<i4" => 4,
         "<i8" => 8,
         "|i1" | "|u1" | "|b1" => 1,
-        other => return Err(err(format!("unsupported .npy element type `{other}` (use float32, int32, int64, int8 or uint8)"))),
+        other => return Err(err(format!(
+            "unsupported .npy element type `{other}` (use float32, int32, int64, int8 or uint8)"
+        ))),
     };
     if payload.len() != numel * size {
         return Err(err(format!(
@@ -63,9 +74,24 @@ pub fn read(bytes: &[u8]) -> Result<Tensor> {
         )));
     }
     let data = match descr {
-        "<f4" => TensorData::F32(payload.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap_or_default())).collect()),
-        "<i4" => TensorData::I32(payload.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap_or_default())).collect()),
-        "<i8" => TensorData::I64(payload.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default())).collect()),
+        "<f4" => TensorData::F32(
+            payload
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap_or_default()))
+                .collect(),
+        ),
+        "<i4" => TensorData::I32(
+            payload
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes(c.try_into().unwrap_or_default()))
+                .collect(),
+        ),
+        "<i8" => TensorData::I64(
+            payload
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default()))
+                .collect(),
+        ),
         "|i1" => TensorData::I8(payload.iter().map(|&b| b as i8).collect()),
         _ => TensorData::U8(payload.to_vec()),
     };
@@ -100,7 +126,10 @@ fn parse_shape(s: &str) -> Result<Vec<usize>> {
         .split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
-        .map(|p| p.parse::<usize>().map_err(|_| err(format!("npy header: bad dimension `{p}`"))))
+        .map(|p| {
+            p.parse::<usize>()
+                .map_err(|_| err(format!("npy header: bad dimension `{p}`")))
+        })
         .collect()
 }
 
@@ -129,10 +158,18 @@ pub fn write(t: &Tensor) -> Vec<u8> {
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
     match &t.data {
-        TensorData::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        TensorData::I32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        TensorData::I64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        TensorData::I8(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::F32(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::I32(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::I64(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::I8(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
         TensorData::U8(v) => out.extend_from_slice(v),
     }
     out
@@ -151,29 +188,46 @@ mod tests {
             TensorData::I8(vec![1, -2, 3, 4, 5, -128]),
             TensorData::U8(vec![1, 2, 3, 4, 5, 255]),
         ] {
-            let t = Tensor { shape: vec![2, 3], data };
+            let t = Tensor {
+                shape: vec![2, 3],
+                data,
+            };
             assert_eq!(read(&write(&t)).unwrap(), t);
         }
-        let scalar = Tensor { shape: vec![], data: TensorData::F32(vec![7.0]) };
+        let scalar = Tensor {
+            shape: vec![],
+            data: TensorData::F32(vec![7.0]),
+        };
         assert_eq!(read(&write(&scalar)).unwrap(), scalar);
-        let vector = Tensor { shape: vec![3], data: TensorData::U8(vec![1, 2, 3]) };
+        let vector = Tensor {
+            shape: vec![3],
+            data: TensorData::U8(vec![1, 2, 3]),
+        };
         assert_eq!(read(&write(&vector)).unwrap(), vector);
     }
 
     #[test]
     fn rejects_truncated_and_hostile_files() {
-        let t = Tensor { shape: vec![2, 3], data: TensorData::F32(vec![0.0; 6]) };
+        let t = Tensor {
+            shape: vec![2, 3],
+            data: TensorData::F32(vec![0.0; 6]),
+        };
         let bytes = write(&t);
         for cut in [0, 5, 9, 20, bytes.len() - 1] {
             assert!(read(&bytes[..cut]).is_err(), "cut at {cut}");
         }
         let edit = |from: &str, to: &str| {
             let mut b = bytes.clone();
-            let pos = b.windows(from.len()).position(|w| w == from.as_bytes()).unwrap();
+            let pos = b
+                .windows(from.len())
+                .position(|w| w == from.as_bytes())
+                .unwrap();
             b.splice(pos..pos + from.len(), to.bytes());
             b
         };
-        let e = read(&edit("(2, 3)", "(99999999, 99999999)")).unwrap_err().to_string();
+        let e = read(&edit("(2, 3)", "(99999999, 99999999)"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("too large"), "{e}");
         let e = read(&edit("<f4", "<f8")).unwrap_err().to_string();
         assert!(e.contains("unsupported .npy element type `<f8`"), "{e}");

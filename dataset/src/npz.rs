@@ -27,32 +27,49 @@ impl std::fmt::Debug for Npz {
 impl Npz {
     pub fn open(path: &Path) -> Result<Npz> {
         let p = path.display().to_string();
-        let file = File::open(path).map_err(|source| DataError::Io { path: p.clone(), source })?;
-        let archive = zip::ZipArchive::new(BufReader::new(file))
-            .map_err(|e| DataError::File { path: p.clone(), msg: format!("not a .npz archive: {e}") })?;
+        let file = File::open(path).map_err(|source| DataError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        let archive = zip::ZipArchive::new(BufReader::new(file)).map_err(|e| DataError::File {
+            path: p.clone(),
+            msg: format!("not a .npz archive: {e}"),
+        })?;
         Ok(Npz { path: p, archive })
     }
 
     /// Array names in the archive.
     pub fn names(&self) -> Vec<String> {
-        self.archive.file_names().filter_map(|n| n.ok()).map(|n| n.trim_end_matches(".npy").to_string()).collect()
+        self.archive
+            .file_names()
+            .filter_map(|n| n.ok())
+            .map(|n| n.trim_end_matches(".npy").to_string())
+            .collect()
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.archive.index_for_name(&format!("{name}.npy")).is_some()
+        self.archive
+            .index_for_name(&format!("{name}.npy"))
+            .is_some()
     }
 
     /// Reads array `name`.
     pub fn read(&mut self, name: &str) -> Result<Tensor> {
         let path = self.path.clone();
-        let fail = |msg: String| DataError::File { path: path.clone(), msg };
+        let fail = |msg: String| DataError::File {
+            path: path.clone(),
+            msg,
+        };
         let mut member = self
             .archive
             .by_name(&format!("{name}.npy"))
             .map_err(|_| fail(format!("no array `{name}`")))?;
         let limit = MAX_ELEMENTS * 8 + 4096;
         if member.size() > limit {
-            return Err(fail(format!("array `{name}` is too large ({} bytes)", member.size())));
+            return Err(fail(format!(
+                "array `{name}` is too large ({} bytes)",
+                member.size()
+            )));
         }
         let mut bytes = Vec::with_capacity(member.size() as usize);
         (&mut member)

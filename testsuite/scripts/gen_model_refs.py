@@ -264,6 +264,9 @@ def main() -> int:
     with open(os.path.join(out_root, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
         f.write("\n")
+    with open(os.path.join(out_root, "skipped.json"), "w") as f:
+        json.dump([{"name": "pt_" + n[len("test_"):], "extra_ops": e} for n, e in skipped], f, indent=1)
+        f.write("\n")
     print(f"wrote {len(manifest)} models to {out_root} in {time.time() - t0:.1f}s")
     for lm in glob.glob(os.path.join(DATA, "light", "light_*.onnx")):
         extra = sorted({n.op_type for n in onnx.load(lm).graph.node} - SUPPORTED_OPS)

@@ -196,8 +196,9 @@ fn const_tensor(g: &Graph, v: Value) -> std::result::Result<&Tensor, String> {
             value_name(g, v)
         ));
     };
-    let fits = ty.dtype == DType::F32
-        && t.data.holds(ty.dtype)
+    // Any dtype may be returned as a graph output; ops only ever see f32 operands
+    // because type inference requires them.
+    let fits = t.data.holds(ty.dtype)
         && ty.shape.as_fixed().is_some_and(|s| {
             s.len() == t.shape.len() && s.iter().zip(&t.shape).all(|(&a, &b)| a == b as u64)
         })

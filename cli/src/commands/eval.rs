@@ -1,0 +1,75 @@
+//! `fqc eval MODEL --data FILE [--split test]`: top-1 accuracy on a labelled `.npz`.
+//!
+//! Images are fed exactly as every fqc command feeds them (`LabelledSet::batch`: raw
+//! pixel values as float32; normalisation lives in the model).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use fqc_dataset::LabelledSet;
+use fqc_ir::interp::{run_with, RunOptions};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Model file (.onnx or .fqir).
+    model: PathBuf,
+    /// Labelled images (.npz with x_<split>/y_<split>, or x/y).
+    #[arg(long)]
+    data: PathBuf,
+    /// Which split of the file to use.
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// Images per interpreter call.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// Worker threads (the batch is split between them).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Evaluate only the first N images.
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+pub fn main(args: Args) -> Result<()> {
+    let graph = crate::model::load(&args.model)?;
+    let set = LabelledSet::load_npz(&args.data, &args.split)?;
+    let n = args.limit.map_or(set.len(), |l| l.min(set.len()));
+    if n == 0 {
+        bail!(
+            "{}: split `{}` holds no images",
+            args.data.display(),
+            args.split
+        );
+    }
+    let opts = RunOptions {
+        threads: args.threads.max(1),
+    };
+    let started = Instant::now();
+    let mut correct = 0usize;
+    for start in (0..n).step_by(args.batch.max(1)) {
+        let end = (start + args.batch.max(1)).min(n);
+        let out = run_with(&graph, &[set.batch(start, end)], &opts)?;
+        let scores = out
+            .first()
+            .and_then(|t| t.as_f32())
+            .context("the model's first output is not float scores")?;
+        let classes = scores.len() / (end - start);
+        for (i, row) in scores.chunks(classes.max(1)).enumerate() {
+            let pred = row
+                .iter()
+                .enumerate()
+                .fold(0, |b, (j, x)| if *x > row[b] { j } else { b });
+            correct += usize::from(pred as i64 == set.y[start + i]);
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "top-1: {:.2}% ({correct}/{n}) on split `{}` of {} [{:.1} images/s]",
+        100.0 * correct as f64 / n as f64,
+        args.split,
+        args.data.display(),
+        n as f64 / secs
+    );
+    Ok(())
+}

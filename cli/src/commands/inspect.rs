@@ -1,0 +1,17 @@
+//! `fqc inspect MODEL`: print the model as fqc IR text (the format snapshots use).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Model file (.onnx or .fqir).
+    model: PathBuf,
+}
+
+pub fn main(args: Args) -> Result<()> {
+    let graph = crate::model::load(&args.model)?;
+    print!("{}", fqc_ir::text::print(&graph));
+    Ok(())
+}
