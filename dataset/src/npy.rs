@@ -62,9 +62,11 @@ pub fn read(bytes: &[u8]) -> Result<Tensor> {
         "<f4" | "<i4" => 4,
         "<i8" => 8,
         "|i1" | "|u1" | "|b1" => 1,
-        other => return Err(err(format!(
+        other => {
+            return Err(err(format!(
             "unsupported .npy element type `{other}` (use float32, int32, int64, int8 or uint8)"
-        ))),
+        )))
+        }
     };
     if payload.len() != numel * size {
         return Err(err(format!(

@@ -33,7 +33,7 @@ import numpy as np
 import onnx
 import onnx.version_converter
 import onnxruntime as ort
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gen_node_tests import SUPPORTED_OPS  # noqa: E402
@@ -247,6 +247,57 @@ def filetest_models(out_root):
                         ["input = seeded standard normal, symbolic batch bound to 2"])
 
 
+RANDOM_LIGHT = ["densenet121", "inception_v1", "inception_v2", "resnet50", "shufflenet", "squeezenet"]
+
+
+def light_random_models(out_root):
+    """The light architectures with seeded random weights instead of the constant 0.02.
+
+    With every weight equal, the light models' outputs are nearly uniform and hide
+    numeric differences; here each ConstantOfShape weight becomes an initializer (conv
+    and FC weights He-scaled normal, rank-1 parameters uniform in [0.5, 1.5], so BN
+    variances stay positive) and ORT gives the reference, on the logits (a final
+    Softmax is dropped so saturation cannot hide errors). The model is written next to
+    the reference (git-ignored). The FC-heavy alexnet/zfnet512/vgg19 are left out (size).
+    """
+    for name in RANDOM_LIGHT:
+        m = onnx.load(os.path.join(DATA, "light", f"light_{name}.onnx"))
+        g = m.graph
+        rng = np.random.default_rng(sum(map(ord, name)))
+        inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+        keep = []
+        for n in g.node:
+            if n.op_type != "ConstantOfShape" or n.input[0] not in inits:
+                keep.append(n)
+                continue
+            shape = tuple(int(d) for d in inits[n.input[0]])
+            if len(shape) >= 2:
+                fan_in = int(np.prod(shape[1:]))
+                w = rng.standard_normal(shape) * np.sqrt((2.0 if len(shape) == 4 else 1.0) / fan_in)
+            else:
+                w = rng.uniform(0.5, 1.5, shape)
+            for old in [i for i in g.initializer if i.name == n.output[0]]:
+                g.initializer.remove(old)
+            g.initializer.append(numpy_helper.from_array(w.astype(np.float32), n.output[0]))
+        # Compare logits, not probabilities: a saturated softmax would hide errors.
+        if keep[-1].op_type == "Softmax" and keep[-1].output[0] == g.output[0].name:
+            logits = keep.pop().input[0]
+            del g.output[:]
+            g.output.append(helper.make_tensor_value_info(logits, onnx.TensorProto.FLOAT, None))
+        del g.node[:]
+        g.node.extend(keep)
+        d = os.path.join(out_root, "_lightrand_models")
+        os.makedirs(d, exist_ok=True)
+        path = os.path.join(d, f"{name}.onnx")
+        onnx.save(m, path)
+        (inp,) = [x for x in real_inputs(g)]
+        rng2 = np.random.default_rng(7)
+        shape = [dd.dim_value for dd in inp.type.tensor_type.shape.dim]
+        x = rng2.uniform(-1, 1, shape).astype(np.float32)
+        yield run_model(f"lightrand_{name}", path, {inp.name: x}, None, out_root,
+                        ["light architecture with seeded random weights (see light_random_models)"])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(ROOT, "testsuite", "generated"))
@@ -261,6 +312,7 @@ def main() -> int:
     manifest += list(pytorch_models(out_root, skipped))
     manifest += list(example_models(out_root))
     manifest += list(filetest_models(out_root))
+    manifest += list(light_random_models(out_root))
     with open(os.path.join(out_root, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
         f.write("\n")
