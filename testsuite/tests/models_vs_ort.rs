@@ -1,6 +1,7 @@
 //! Whole models against ONNX Runtime: the `onnx` wheel's light models (resnet50, vgg19,
 //! densenet121, …, weights from ConstantOfShape), its pytorch-converted tests, the bundled
-//! MNIST/Fashion CNNs and the filetest models. References come from
+//! MNIST/Fashion CNNs, the filetest models, and six light architectures with seeded random
+//! weights compared on their logits (`lightrand_*`). References come from
 //! `testsuite/scripts/gen_model_refs.py`. Each output must be within 1e-4 of the
 //! reference relative to the output's largest magnitude (`max|got - want| <= 1e-4 *
 //! max|want|`). Models the generator skipped (ops outside fqc's importer) must be named in
