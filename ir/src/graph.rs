@@ -7,6 +7,8 @@
 //! runs. Constants are values too (defined by [`ValueDef::Const`]), so every operand is a
 //! `Value` and analyses need one id space.
 
+use std::sync::Arc;
+
 use crate::op::Op;
 use crate::tensor::Tensor;
 use crate::types::{Scale, TensorType};
@@ -59,7 +61,8 @@ pub struct ValueInfo {
 /// only its digest was printed; such a graph can be printed and verified, not run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConstData {
-    pub tensor: Option<Tensor>,
+    /// Shared, so copying a graph (e.g. [`Graph::compact`]) never copies weights.
+    pub tensor: Option<Arc<Tensor>>,
     pub digest: u64,
 }
 
@@ -113,7 +116,7 @@ impl Graph {
             name,
             ty,
             ConstData {
-                tensor: Some(tensor),
+                tensor: Some(Arc::new(tensor)),
                 digest,
             },
         )
@@ -220,7 +223,7 @@ impl Graph {
     /// The payload of `v` if it is a constant whose data is known.
     pub fn const_tensor(&self, v: Value) -> Option<&Tensor> {
         match self.value(v).def {
-            ValueDef::Const(c) => self.consts[c.index()].tensor.as_ref(),
+            ValueDef::Const(c) => self.consts[c.index()].tensor.as_deref(),
             _ => None,
         }
     }

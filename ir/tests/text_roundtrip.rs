@@ -288,7 +288,7 @@ fn assert_roundtrip(g: &Graph) -> String {
             assert_eq!(da.digest, db.digest);
             match &db.tensor {
                 Some(t) if t.numel() <= fqc_ir::text::INLINE_MAX => {
-                    assert_eq!(da.tensor.as_ref().map(Tensor::digest), Some(t.digest()))
+                    assert_eq!(da.tensor.as_deref().map(Tensor::digest), Some(t.digest()))
                 }
                 _ => assert!(da.tensor.is_none()),
             }

@@ -137,7 +137,14 @@ fn signature_errors() {
 fn with_const(ty: TensorType, t: Option<Tensor>) -> Graph {
     let mut g = Graph::new("k");
     let digest = t.as_ref().map_or(7, Tensor::digest);
-    let c = g.add_const_data(None, ty, ConstData { tensor: t, digest });
+    let c = g.add_const_data(
+        None,
+        ty,
+        ConstData {
+            tensor: t.map(std::sync::Arc::new),
+            digest,
+        },
+    );
     g.set_outputs(vec![c]);
     g
 }
@@ -209,7 +216,7 @@ fn constant_errors() {
             None,
             f32t(&[Dim::Fixed(1)]),
             ConstData {
-                tensor: Some(t),
+                tensor: Some(std::sync::Arc::new(t)),
                 digest: 1,
             },
         );

@@ -388,7 +388,7 @@ fn payload(cur: &mut Cursor, ty: &TensorType) -> Result<ConstData, String> {
     let tensor = Tensor { shape, data };
     Ok(ConstData {
         digest: tensor.digest(),
-        tensor: Some(tensor),
+        tensor: Some(std::sync::Arc::new(tensor)),
     })
 }
 
