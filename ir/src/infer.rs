@@ -69,6 +69,14 @@ fn check_window(window: &Window) -> Res<()> {
 
 /// The result type of `op` applied to operands of types `inputs`.
 pub fn infer(op: &Op, inputs: &[&TensorType]) -> Res<TensorType> {
+    if let Some(result) = crate::infer_quant::infer(op, inputs) {
+        return result;
+    }
+    infer_float(op, inputs)
+}
+
+/// The float rule of `op` (every operand f32).
+pub(crate) fn infer_float(op: &Op, inputs: &[&TensorType]) -> Res<TensorType> {
     let (lo, hi) = op.arity();
     if inputs.len() < lo || hi.is_some_and(|hi| inputs.len() > hi) {
         return Err(format!(
@@ -297,6 +305,14 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Res<TensorType> {
             }
             s
         }
+        Op::Quantize { .. }
+        | Op::Dequantize
+        | Op::QConv { .. }
+        | Op::QGemm { .. }
+        | Op::Requantize { .. }
+        | Op::ScaledAdd
+        | Op::SumPool { .. }
+        | Op::GlobalSumPool => return Err(format!("`{}` is not a float op", op.name())),
     };
     // Broadcasting can align `N` with a non-batch axis (`[N,1] + [N,1,1,1]`); such a
     // result would put the batch off axis 0, which no value may have.

@@ -9,6 +9,7 @@
 pub mod error;
 pub mod graph;
 pub mod infer;
+mod infer_quant;
 pub mod interp;
 pub mod op;
 pub mod tensor;

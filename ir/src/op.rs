@@ -6,7 +6,7 @@
 //! interpreter defines. `Op` is `Eq + Hash` (floats via [`F32`]) so it can map 1:1 onto
 //! an egg `Language` later. Spatial ops are 2-D (NCHW): fqc targets 2-D CNNs.
 
-use crate::types::{Dim, F32};
+use crate::types::{DType, Dim, F32};
 
 /// 2-D window geometry shared by Conv and the pools.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -151,9 +151,71 @@ pub enum Op {
     Transpose {
         perm: Vec<u64>,
     },
+
+    // ---- Quantization boundary (fake-quant graphs, and the ends of integer graphs) ----
+    /// `(x: f32) -> dtype s=scale`: `q = clamp(round_half_even((x - offset) / scale),
+    /// qmin, qmax)` with `(qmin, qmax) = dtype.quant_range()`, computed in f32. `offset`
+    /// absorbs a preceding input normalisation (`Sub` of a constant).
+    Quantize {
+        dtype: DType,
+        scale: F32,
+        offset: F32,
+    },
+    /// `(q) -> f32 = q * s` with `s` from the operand's type (per tensor or per channel);
+    /// or `(acc: i32, scale: f32[C], bias: f32[C]?) -> f32 = acc * scale[c] + bias[c]`
+    /// over axis 1, the output boundary of an integer classifier. Computed in f32.
+    Dequantize,
+
+    // ---- Integer-only ops (after `integerize`) ----
+    /// `(x: int, w: int|t2 [M,C/group,kh,kw], bias: i32[M]?) -> i32` accumulators;
+    /// padding contributes 0 (quantized 0 is real 0: no zero points).
+    QConv {
+        window: Window,
+        group: u64,
+    },
+    /// `(a: int [M,K], b: int|t2 [N,K] if trans_b else [K,N], bias: i32[N]?) -> i32 [M,N]`.
+    QGemm {
+        trans_b: bool,
+    },
+    /// Per-channel threshold requantization over axis 1:
+    /// `(acc: i32, thresholds: i32[C, L], descending: i8[C]) -> dtype s=scale` with
+    /// `L = qmax - qmin`; `y = qmin + #{k : thresholds[c,k] <= acc}` where
+    /// `descending[c] == 0`, and `y = qmin + #{k : thresholds[c,k] >= acc}` otherwise.
+    /// Any monotone map from accumulator to output level (folded BN, bias, ReLU clip,
+    /// the next quantizer's scale) is exactly such a step function.
+    Requantize {
+        dtype: DType,
+        scale: F32,
+    },
+    /// `(a: int, b: int, ka: i32[], kb: i32[]) -> i32 = a*ka + b*kb` (broadcasting like
+    /// `add`): a residual join rescaled to a common integer scale.
+    ScaledAdd,
+    /// `(x: int) -> i32` window sums (pads contribute 0): integer average pooling
+    /// before its divisor is folded into the following requantization.
+    SumPool {
+        window: Window,
+    },
+    /// `(x: int [N,C,H,W]) -> i32 [N,C,1,1]` sums.
+    GlobalSumPool,
 }
 
 impl Op {
+    /// Whether the op computes on floats: after `integerize` only the explicit boundary
+    /// ops `quantize` / `dequantize` may remain of these, at the graph's ends.
+    pub fn is_float_op(&self) -> bool {
+        !matches!(
+            self,
+            Op::QConv { .. }
+                | Op::QGemm { .. }
+                | Op::Requantize { .. }
+                | Op::ScaledAdd
+                | Op::SumPool { .. }
+                | Op::GlobalSumPool
+                | Op::Quantize { .. }
+                | Op::Dequantize
+        )
+    }
+
     /// The op's name in the text format.
     pub fn name(&self) -> &'static str {
         match self {
@@ -175,6 +237,14 @@ impl Op {
             Op::Softmax { .. } => "softmax",
             Op::Lrn { .. } => "lrn",
             Op::Transpose { .. } => "transpose",
+            Op::Quantize { .. } => "quantize",
+            Op::Dequantize => "dequantize",
+            Op::QConv { .. } => "qconv",
+            Op::QGemm { .. } => "qgemm",
+            Op::Requantize { .. } => "requantize",
+            Op::ScaledAdd => "scaled_add",
+            Op::SumPool { .. } => "sumpool",
+            Op::GlobalSumPool => "global_sumpool",
         }
     }
 
@@ -184,7 +254,10 @@ impl Op {
             Op::Conv { .. } => (2, Some(3)),
             Op::BatchNorm { .. } => (5, Some(5)),
             Op::Binary(_) | Op::MatMul => (2, Some(2)),
-            Op::Gemm { .. } => (2, Some(3)),
+            Op::Gemm { .. } | Op::QConv { .. } | Op::QGemm { .. } => (2, Some(3)),
+            Op::Dequantize => (1, Some(3)),
+            Op::Requantize { .. } => (3, Some(3)),
+            Op::ScaledAdd => (4, Some(4)),
             Op::Sum | Op::Concat { .. } => (1, None),
             _ => (1, Some(1)),
         }

@@ -79,6 +79,29 @@ impl DType {
         matches!(self, DType::F32)
     }
 
+    /// The inclusive range a *quantizer* producing this type clamps to (METHOD.md):
+    /// signed `b`-bit is symmetric `[-(2^(b-1)-1), 2^(b-1)-1]` (ternary: `[-1, 1]`),
+    /// unsigned is `[0, 2^b-1]`. None for floats and the wide integer types.
+    pub fn quant_range(self) -> Option<(i64, i64)> {
+        match self {
+            DType::Int { signed: true, bits } => {
+                let n = (1i64 << (bits - 1)) - 1;
+                Some((-n, n))
+            }
+            DType::Int {
+                signed: false,
+                bits,
+            } => Some((0, (1i64 << bits) - 1)),
+            DType::Ternary => Some((-1, 1)),
+            DType::F32 | DType::I32 | DType::I64 => None,
+        }
+    }
+
+    /// Whether this is a low-bit quantized type (`u2..u8`, `i2..i8`, `t2`).
+    pub fn is_low_bit(self) -> bool {
+        matches!(self, DType::Int { .. } | DType::Ternary)
+    }
+
     /// The inclusive integer range a value of this type can hold (None for floats).
     pub fn int_range(self) -> Option<(i64, i64)> {
         match self {

@@ -406,6 +406,20 @@ fn eval(
     let numel: usize = shape.iter().product();
     let r = |i: usize| f32s(g, node, rest[i]);
     let data: Vec<f32> = match &node.op {
+        Op::Quantize { .. }
+        | Op::Dequantize
+        | Op::QConv { .. }
+        | Op::QGemm { .. }
+        | Op::Requantize { .. }
+        | Op::ScaledAdd
+        | Op::SumPool { .. }
+        | Op::GlobalSumPool => {
+            return Err(IrError::Eval {
+                node: node.name.clone(),
+                op: node.op.name(),
+                msg: "INTERIM: integer ops are being added to the interpreter".into(),
+            })
+        }
         Op::Relu => elementwise::relu(owned_f32(g, node, x)?),
         Op::Clip { min, max } => elementwise::clip(owned_f32(g, node, x)?, min.get(), max.get()),
         Op::BatchNorm { epsilon } => {

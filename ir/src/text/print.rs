@@ -266,6 +266,14 @@ fn window_attrs(w: &Window) -> Vec<(&'static str, String)> {
 pub(super) fn attrs(op: &Op) -> Vec<(&'static str, String)> {
     let f = |x: crate::F32| format!("{:?}", x.get());
     match op {
+        Op::Quantize { .. }
+        | Op::Dequantize
+        | Op::QConv { .. }
+        | Op::QGemm { .. }
+        | Op::Requantize { .. }
+        | Op::ScaledAdd
+        | Op::SumPool { .. }
+        | Op::GlobalSumPool => vec![("INTERIM", String::new())],
         Op::Conv { window, group } => {
             let mut a = window_attrs(window);
             a.push(("group", group.to_string()));
