@@ -20,7 +20,7 @@ use super::sgemm::{sgemm, Mat};
 use crate::op::Window;
 
 /// Scratch budget of the im2col buffer, in f32 elements.
-const SCRATCH: usize = 1 << 20;
+pub(super) const SCRATCH: usize = 1 << 20;
 
 /// The range `[lo, hi)` of output positions `o` for which the input position
 /// `o·stride + offset - pad` lies in `[0, len)`.
@@ -47,20 +47,48 @@ pub(crate) fn valid_range(
 
 /// Geometry of one convolution, all extents resolved.
 #[derive(Clone, Copy, Debug)]
-struct Geom {
-    c: usize,
-    h: usize,
-    w: usize,
-    kh: usize,
-    kw: usize,
-    oh: usize,
-    ow: usize,
-    sh: usize,
-    sw: usize,
-    dh: usize,
-    dw: usize,
-    top: usize,
-    left: usize,
+pub(super) struct Geom {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub dh: usize,
+    pub dw: usize,
+    pub top: usize,
+    pub left: usize,
+}
+
+impl Geom {
+    /// From the input shape `xs` `[N,C,H,W]`, weight shape `ws` `[M,C/G,kh,kw]`, the
+    /// window and the result shape `out` `[N,M,OH,OW]`.
+    pub(super) fn new(xs: &[usize], ws: &[usize], win: &Window, out: &[usize]) -> Geom {
+        Geom {
+            c: ws[1],
+            h: xs[2],
+            w: xs[3],
+            kh: ws[2],
+            kw: ws[3],
+            oh: out[2],
+            ow: out[3],
+            sh: win.strides[0] as usize,
+            sw: win.strides[1] as usize,
+            dh: win.dilations[0] as usize,
+            dw: win.dilations[1] as usize,
+            top: win.pads[0] as usize,
+            left: win.pads[1] as usize,
+        }
+    }
+
+    /// Whether the convolution is a plain `[M,C]·[C,H·W]` product (1×1, stride 1, no
+    /// padding): then an input plane is already the im2col matrix.
+    pub(super) fn pointwise(&self, win: &Window) -> bool {
+        self.kh == 1 && self.kw == 1 && self.sh == 1 && self.sw == 1 && win.pads == [0; 4]
+    }
 }
 
 /// Convolution of `x` `[N,C,H,W]` with `w` `[M,C/G,kh,kw]` into `out` `[N,M,OH,OW]`.
@@ -73,21 +101,7 @@ pub(crate) fn conv(
     out: &[usize],
 ) -> Vec<f32> {
     let (n, m) = (xs[0], ws[0]);
-    let geo = Geom {
-        c: ws[1],
-        h: xs[2],
-        w: xs[3],
-        kh: ws[2],
-        kw: ws[3],
-        oh: out[2],
-        ow: out[3],
-        sh: win.strides[0] as usize,
-        sw: win.strides[1] as usize,
-        dh: win.dilations[0] as usize,
-        dw: win.dilations[1] as usize,
-        top: win.pads[0] as usize,
-        left: win.pads[1] as usize,
-    };
+    let geo = Geom::new(xs, ws, win, out);
     let mg = m / group;
     let plane = geo.oh * geo.ow;
     let in_plane = geo.h * geo.w;
@@ -96,7 +110,7 @@ pub(crate) fn conv(
     if plane == 0 || m == 0 {
         return y;
     }
-    let pointwise = geo.kh == 1 && geo.kw == 1 && geo.sh == 1 && geo.sw == 1 && win.pads == [0; 4];
+    let pointwise = geo.pointwise(win);
     let rows_per_tile = (SCRATCH / (k * geo.ow).max(1)).clamp(1, geo.oh);
     let mut scratch = if pointwise || geo.c == 1 && group > 1 {
         Vec::new()
@@ -158,7 +172,7 @@ pub(crate) fn conv(
 
 /// Fills `cols` (`[c·kh·kw, rows·OW]`) with the input patches of output rows
 /// `oy0..oy0+rows` of one group; padding positions are 0.
-fn im2col(xg: &[f32], cols: &mut [f32], oy0: usize, rows: usize, geo: &Geom) {
+pub(super) fn im2col(xg: &[f32], cols: &mut [f32], oy0: usize, rows: usize, geo: &Geom) {
     let ncols = rows * geo.ow;
     let in_plane = geo.h * geo.w;
     for (row, dst) in cols.chunks_mut(ncols).enumerate() {

@@ -5,10 +5,11 @@
 //! buffer (in place when the operand dies there). Concat copies, for every index of the
 //! axes before `axis`, each operand's contiguous `extent·inner` block in operand order.
 //! Transpose writes `y[i_0..i_r] = x[i_{perm⁻¹}]`, i.e. output axis `j` walks input
-//! axis `perm[j]`, iterating the output in row-major order.
+//! axis `perm[j]`, iterating the output in row-major order. All are generic over the
+//! element type, so integer tensors move exactly like floats.
 
 /// ONNX Concat along `axis`; `out` is the result shape.
-pub(crate) fn concat(operands: &[(&[f32], &[usize])], axis: usize, out: &[usize]) -> Vec<f32> {
+pub(crate) fn concat<T: Copy>(operands: &[(&[T], &[usize])], axis: usize, out: &[usize]) -> Vec<T> {
     let outer: usize = out[..axis].iter().product();
     let inner: usize = out[axis + 1..].iter().product();
     let mut y = Vec::with_capacity(out.iter().product());
@@ -22,7 +23,7 @@ pub(crate) fn concat(operands: &[(&[f32], &[usize])], axis: usize, out: &[usize]
 }
 
 /// ONNX Transpose: output axis `j` is input axis `perm[j]`.
-pub(crate) fn transpose(x: &[f32], shape: &[usize], perm: &[usize]) -> Vec<f32> {
+pub(crate) fn transpose<T: Copy>(x: &[T], shape: &[usize], perm: &[usize]) -> Vec<T> {
     let r = shape.len();
     let mut in_strides = vec![1usize; r];
     for i in (0..r.saturating_sub(1)).rev() {

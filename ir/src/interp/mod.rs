@@ -1,8 +1,12 @@
-//! The reference interpreter: the float semantics of every [`Op`], and the ground truth
-//! that passes and the JIT are checked against.
+//! The reference interpreter: the semantics of every [`Op`], float and bit-exact
+//! integer, and the ground truth that passes and the JIT are checked against.
 //!
-//! Every kernel follows the ONNX operator definition (and, where ONNX leaves room, what
-//! ONNX Runtime's CPU provider does) in f32, NCHW. This file is the driver:
+//! Every float kernel follows the ONNX operator definition (and, where ONNX leaves room,
+//! what ONNX Runtime's CPU provider does) in f32, NCHW. The quantization and integer ops
+//! (and layout ops / max pooling on integer operands) are in `quant.rs`, exactly as
+//! their doc comments in `op.rs` define them. Values are stored as [`TensorData`]: f32,
+//! `I8` (signed low-bit and ternary), `U8` (unsigned low-bit) or `I32` (accumulators);
+//! graph inputs are f32. This file is the driver:
 //!
 //! * **Binding.** Inputs bind to `g.inputs()` in order. Each is checked against its
 //!   static type (storage kind, rank, every fixed extent); the batch size is axis 0 of
@@ -26,6 +30,8 @@ mod elementwise;
 mod layout;
 mod linalg;
 mod pool;
+mod qlinear;
+mod quant;
 #[allow(unsafe_code)]
 mod sgemm;
 mod split;
@@ -196,8 +202,8 @@ fn const_tensor(g: &Graph, v: Value) -> std::result::Result<&Tensor, String> {
             value_name(g, v)
         ));
     };
-    // Any dtype may be returned as a graph output; ops only ever see f32 operands
-    // because type inference requires them.
+    // Storage must hold the declared dtype; which dtypes an op accepts is type
+    // inference's business.
     let fits = t.data.holds(ty.dtype)
         && ty.shape.as_fixed().is_some_and(|s| {
             s.len() == t.shape.len() && s.iter().zip(&t.shape).all(|(&a, &b)| a == b as u64)
@@ -403,6 +409,9 @@ fn eval(
     rest: &[&Tensor],
     shape: Vec<usize>,
 ) -> Result<Tensor> {
+    if !node.op.is_float_op() || !matches!(x.data, TensorData::F32(_)) {
+        return quant::eval(g, node, x, rest, shape);
+    }
     let numel: usize = shape.iter().product();
     let r = |i: usize| f32s(g, node, rest[i]);
     let data: Vec<f32> = match &node.op {
@@ -414,11 +423,11 @@ fn eval(
         | Op::ScaledAdd
         | Op::SumPool { .. }
         | Op::GlobalSumPool => {
-            return Err(IrError::Eval {
-                node: node.name.clone(),
-                op: node.op.name(),
-                msg: "INTERIM: integer ops are being added to the interpreter".into(),
-            })
+            return Err(eval_err(
+                g,
+                node,
+                "internal error: integer op reached the float kernels".into(),
+            ))
         }
         Op::Relu => elementwise::relu(owned_f32(g, node, x)?),
         Op::Clip { min, max } => elementwise::clip(owned_f32(g, node, x)?, min.get(), max.get()),
@@ -458,7 +467,9 @@ fn eval(
             *group as usize,
             &shape,
         ),
-        Op::MaxPool { window } => pool::max_pool(f32s(g, node, &x)?, &x.shape, window, &shape),
+        Op::MaxPool { window } => {
+            pool::max_pool(f32s(g, node, &x)?, &x.shape, window, &shape, f32::MIN)
+        }
         Op::AveragePool {
             window,
             count_include_pad,
@@ -470,7 +481,7 @@ fn eval(
             &shape,
         ),
         Op::GlobalAveragePool => pool::global_avg(f32s(g, node, &x)?, &x.shape),
-        Op::GlobalMaxPool => pool::global_max(f32s(g, node, &x)?, &x.shape),
+        Op::GlobalMaxPool => pool::global_max(f32s(g, node, &x)?, &x.shape, f32::MIN),
         Op::Gemm {
             alpha,
             beta,

@@ -13,6 +13,10 @@
 //!   *padded* input `[-top, H + bottom)`: a ceil-mode window that hangs past the bottom /
 //!   right padding does not count the part beyond it. A window without input taps is 0.
 //! * **Global** pools reduce each whole `H×W` plane (mean = sum / (H·W)).
+//! * **Integer** forms: max pooling is generic over the element type (an integer window
+//!   without input taps yields the caller's `empty`, the dtype's `qmin`, as quantizing
+//!   `f32::MIN` would); the sum pools add in i64 (exact: at most 2^31 taps of
+//!   magnitude ≤ 2^8) and report the first window whose sum does not fit i32.
 
 use crate::op::Window;
 
@@ -60,13 +64,13 @@ impl Axis {
     }
 }
 
-fn pool(
-    x: &[f32],
+fn pool<T, R>(
+    x: &[T],
     shape: &[usize],
     win: &Window,
     out: &[usize],
-    f: impl Fn(&[f32], &[usize], &[usize], usize) -> f32,
-) -> Vec<f32> {
+    f: impl Fn(&[T], &[usize], &[usize], usize) -> R,
+) -> Vec<R> {
     let (h, w, oh, ow) = (shape[2], shape[3], out[2], out[3]);
     let ay = Axis::new(win, 0, h);
     let ax = Axis::new(win, 1, w);
@@ -85,8 +89,14 @@ fn pool(
     y
 }
 
-/// ONNX MaxPool.
-pub(crate) fn max_pool(x: &[f32], shape: &[usize], win: &Window, out: &[usize]) -> Vec<f32> {
+/// ONNX MaxPool; `empty` is the result of a window without input taps.
+pub(crate) fn max_pool<T: Copy + PartialOrd>(
+    x: &[T],
+    shape: &[usize],
+    win: &Window,
+    out: &[usize],
+    empty: T,
+) -> Vec<T> {
     let w = shape[3];
     pool(x, shape, win, out, |xp, ys, xs, _| {
         let mut taps = ys
@@ -94,7 +104,7 @@ pub(crate) fn max_pool(x: &[f32], shape: &[usize], win: &Window, out: &[usize]) 
             .flat_map(|&iy| xs.iter().map(move |&ix| xp[iy * w + ix]));
         match taps.next() {
             Some(first) => taps.fold(first, |m, v| if v > m { v } else { m }),
-            None => f32::MIN,
+            None => empty,
         }
     })
 }
@@ -135,14 +145,57 @@ pub(crate) fn global_avg(x: &[f32], shape: &[usize]) -> Vec<f32> {
         .collect()
 }
 
-/// ONNX GlobalMaxPool: `[N,C,H,W] -> [N,C,1,1]`.
-pub(crate) fn global_max(x: &[f32], shape: &[usize]) -> Vec<f32> {
+/// ONNX GlobalMaxPool: `[N,C,H,W] -> [N,C,1,1]`; an empty plane gives `empty`.
+pub(crate) fn global_max<T: Copy + PartialOrd>(x: &[T], shape: &[usize], empty: T) -> Vec<T> {
     let plane = shape[2] * shape[3];
     let planes = shape[0] * shape[1];
     if plane == 0 {
-        return vec![f32::MIN; planes];
+        return vec![empty; planes];
     }
     x.chunks(plane)
         .map(|p| p[1..].iter().fold(p[0], |m, &v| if v > m { v } else { m }))
+        .collect()
+}
+
+/// Integer window sums (pads contribute 0) of `x` `[N,C,H,W]` into `out`; `Err(i)` names
+/// the first output element whose sum does not fit i32.
+pub(crate) fn sum_pool(
+    x: &[i32],
+    shape: &[usize],
+    win: &Window,
+    out: &[usize],
+) -> Result<Vec<i32>, usize> {
+    let w = shape[3];
+    let sums = pool(x, shape, win, out, |xp, ys, xs, _| {
+        let mut s = 0i64;
+        for &iy in ys {
+            for &ix in xs {
+                s += i64::from(xp[iy * w + ix]);
+            }
+        }
+        s
+    });
+    narrow(sums)
+}
+
+/// Per-plane integer sums: `[N,C,H,W] -> [N,C,1,1]`; `Err(i)` as for [`sum_pool`].
+pub(crate) fn global_sum(x: &[i32], shape: &[usize]) -> Result<Vec<i32>, usize> {
+    let plane = shape[2] * shape[3];
+    let planes = shape[0] * shape[1];
+    if plane == 0 {
+        return Ok(vec![0; planes]);
+    }
+    narrow(
+        x.chunks(plane)
+            .map(|p| p.iter().map(|&v| i64::from(v)).sum())
+            .collect(),
+    )
+}
+
+/// The sums as i32, or the index of the first that does not fit.
+fn narrow(sums: Vec<i64>) -> Result<Vec<i32>, usize> {
+    sums.iter()
+        .enumerate()
+        .map(|(i, &s)| i32::try_from(s).map_err(|_| i))
         .collect()
 }

@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 
 use super::{execute, Plan};
-use crate::error::Result;
+use crate::error::{IrError, Result};
 use crate::graph::Graph;
 use crate::op::Op;
 use crate::tensor::{Tensor, TensorData};
@@ -33,6 +33,7 @@ pub(super) fn node_separable(op: &Op, operands: &[&TensorType], out: &TensorType
         Op::Softmax { axis } => *axis != 0,
         // Rows of A are batch items; a batched B would be summed over.
         Op::Gemm { trans_a, .. } => !trans_a && !has(operands[1]),
+        Op::QGemm { .. } => !has(operands[1]),
         // A batched A must keep N as a row or broadcast-batch axis; a batched B only as
         // a broadcast-batch axis (rank ≥ 3), otherwise N is the contracted dimension.
         Op::MatMul => {
@@ -90,26 +91,34 @@ pub(super) fn run_split(
             .collect()
     });
     let parts: Vec<Vec<Tensor>> = results.into_iter().collect::<Result<_>>()?;
-    let mut outputs: Vec<(Vec<usize>, Vec<f32>)> = Vec::with_capacity(g.outputs().len());
+    let mut outputs: Vec<Tensor> = Vec::with_capacity(g.outputs().len());
     for part in parts {
         for (o, t) in part.into_iter().enumerate() {
-            let TensorData::F32(d) = t.data else {
-                unreachable!("the interpreter only produces f32 tensors")
-            };
             match outputs.get_mut(o) {
-                Some((shape, data)) => {
-                    shape[0] += t.shape[0];
-                    data.extend_from_slice(&d);
+                Some(acc) => {
+                    acc.shape[0] += t.shape[0];
+                    append(&mut acc.data, t.data)?;
                 }
-                None => outputs.push((t.shape, d)),
+                None => outputs.push(t),
             }
         }
     }
-    Ok(outputs
-        .into_iter()
-        .map(|(shape, data)| Tensor {
-            shape,
-            data: TensorData::F32(data),
-        })
-        .collect())
+    Ok(outputs)
+}
+
+/// Appends `src` to `dst` (the same output of two chunks, so the same storage).
+fn append(dst: &mut TensorData, src: TensorData) -> Result<()> {
+    match (dst, src) {
+        (TensorData::F32(d), TensorData::F32(s)) => d.extend_from_slice(&s),
+        (TensorData::I32(d), TensorData::I32(s)) => d.extend_from_slice(&s),
+        (TensorData::I64(d), TensorData::I64(s)) => d.extend_from_slice(&s),
+        (TensorData::I8(d), TensorData::I8(s)) => d.extend_from_slice(&s),
+        (TensorData::U8(d), TensorData::U8(s)) => d.extend_from_slice(&s),
+        _ => {
+            return Err(IrError::Invalid(
+                "internal error: chunks produced different storage for one output".into(),
+            ))
+        }
+    }
+    Ok(())
 }

@@ -437,6 +437,11 @@ impl Attrs<'_> {
         float(&self.scalar(key)?).map(F32)
     }
 
+    fn dtype(&mut self, key: &str) -> Result<DType, String> {
+        let w = self.scalar(key)?;
+        parse_dtype(&w).ok_or_else(|| format!("{}: unknown element type `{w}`", self.op))
+    }
+
     fn bool(&mut self, key: &str) -> Result<bool, String> {
         match self.scalar(key)?.as_str() {
             "true" => Ok(true),
@@ -486,6 +491,9 @@ fn build_op(name: &str, attrs: Option<Vec<(String, AttrVal)>>) -> Result<Op, Str
         "global_avgpool" => Some(Op::GlobalAveragePool),
         "global_maxpool" => Some(Op::GlobalMaxPool),
         "matmul" => Some(Op::MatMul),
+        "dequantize" => Some(Op::Dequantize),
+        "scaled_add" => Some(Op::ScaledAdd),
+        "global_sumpool" => Some(Op::GlobalSumPool),
         _ => None,
     };
     if let Some(op) = plain {
@@ -505,6 +513,25 @@ fn build_op(name: &str, attrs: Option<Vec<(String, AttrVal)>>) -> Result<Op, Str
         },
         "maxpool" => Op::MaxPool {
             window: a.window(true)?,
+        },
+        "qconv" => Op::QConv {
+            window: a.window(false)?,
+            group: a.u64("group")?,
+        },
+        "sumpool" => Op::SumPool {
+            window: a.window(true)?,
+        },
+        "quantize" => Op::Quantize {
+            dtype: a.dtype("dtype")?,
+            scale: a.f32("scale")?,
+            offset: a.f32("offset")?,
+        },
+        "requantize" => Op::Requantize {
+            dtype: a.dtype("dtype")?,
+            scale: a.f32("scale")?,
+        },
+        "qgemm" => Op::QGemm {
+            trans_b: a.bool("trans_b")?,
         },
         "avgpool" => Op::AveragePool {
             window: a.window(true)?,

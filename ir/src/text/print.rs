@@ -266,20 +266,25 @@ fn window_attrs(w: &Window) -> Vec<(&'static str, String)> {
 pub(super) fn attrs(op: &Op) -> Vec<(&'static str, String)> {
     let f = |x: crate::F32| format!("{:?}", x.get());
     match op {
-        Op::Quantize { .. }
-        | Op::Dequantize
-        | Op::QConv { .. }
-        | Op::QGemm { .. }
-        | Op::Requantize { .. }
-        | Op::ScaledAdd
-        | Op::SumPool { .. }
-        | Op::GlobalSumPool => vec![("INTERIM", String::new())],
-        Op::Conv { window, group } => {
+        Op::Quantize {
+            dtype,
+            scale,
+            offset,
+        } => vec![
+            ("dtype", dtype.to_string()),
+            ("scale", f(*scale)),
+            ("offset", f(*offset)),
+        ],
+        Op::Requantize { dtype, scale } => {
+            vec![("dtype", dtype.to_string()), ("scale", f(*scale))]
+        }
+        Op::QGemm { trans_b } => vec![("trans_b", trans_b.to_string())],
+        Op::Conv { window, group } | Op::QConv { window, group } => {
             let mut a = window_attrs(window);
             a.push(("group", group.to_string()));
             a
         }
-        Op::MaxPool { window } => {
+        Op::MaxPool { window } | Op::SumPool { window } => {
             let mut a = window_attrs(window);
             a.push(("ceil_mode", window.ceil_mode.to_string()));
             a
@@ -327,6 +332,9 @@ pub(super) fn attrs(op: &Op) -> Vec<(&'static str, String)> {
         | Op::Sum
         | Op::GlobalAveragePool
         | Op::GlobalMaxPool
-        | Op::MatMul => Vec::new(),
+        | Op::MatMul
+        | Op::Dequantize
+        | Op::ScaledAdd
+        | Op::GlobalSumPool => Vec::new(),
     }
 }
