@@ -19,6 +19,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Compile a float model to an integer-only .fqc artifact.
+    Compile(commands::compile::Args),
     /// Print a model as fqc IR text.
     Inspect(commands::inspect::Args),
     /// Run a model on an input tensor (.npy) with the reference interpreter.
@@ -30,6 +32,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Compile(args) => commands::compile::main(args),
         Command::Inspect(args) => commands::inspect::main(args),
         Command::Run(args) => commands::run::main(args),
         Command::Eval(args) => commands::eval::main(args),

@@ -5,11 +5,30 @@
 //! `const-fold` → `dce`. Every pass is verified by the [`PassManager`]. Shared state
 //! (configuration, calibration ranges, latent weights) is in [`PassContext`].
 
+pub mod calibrate;
+pub mod const_fold;
 pub mod context;
+pub mod dce;
+mod edit;
+pub mod fold_batchnorm;
+pub mod fuse_activation;
+pub mod integer_report;
+pub mod integerize;
+mod integerize_acc;
+mod integerize_quant;
 pub mod manager;
+pub mod pipeline;
+pub mod quantize_activations;
+pub mod quantize_weights;
+pub mod schedule;
+pub mod streamline;
+pub mod thresholds;
 
 pub use context::{CalibMethod, LayerBits, PassContext, QuantConfig, Range, WeightBits};
+pub use integer_report::{integer_only_report, is_integer_only, BoundaryReport};
+pub use integerize::{integerize, Integerize};
 pub use manager::{Pass, PassManager, PassRecord, PipelineOptions};
+pub use pipeline::pipeline;
 
 /// Errors from running passes.
 #[derive(Debug, thiserror::Error)]

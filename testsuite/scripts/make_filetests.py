@@ -87,9 +87,9 @@ def depthwise_block():
     t = b.node("Clip", [b.bn(b.conv("x", 8, 8, group=8, bias=False), 8),
                         b.const("relu6.min", np.float32(0)), b.const("relu6.max", np.float32(6))])
     t = b.node("Relu", [b.bn(b.conv(t, 8, 16, k=1, pad=0, bias=False), 16)])
-    t = b.node("AveragePool", [t], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1,
-                                        count_include_pad=1))
-    b.save(["N", 8, 12, 12], t, ["N", 16, 7, 7])
+    t = b.node("AveragePool", [t], dict(kernel_shape=[2, 2], strides=[2, 2]))
+    t = b.conv(t, 16, 10, k=1, pad=0)
+    b.save(["N", 8, 12, 12], t, ["N", 10, 6, 6])
 
 
 def legacy_flatten():

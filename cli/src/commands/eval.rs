@@ -12,7 +12,7 @@ use fqc_ir::interp::{run_with, RunOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Model file (.onnx or .fqir).
+    /// Model file (.onnx, .fqir, or a compiled .fqc).
     model: PathBuf,
     /// Labelled images (.npz with x_<split>/y_<split>, or x/y).
     #[arg(long)]

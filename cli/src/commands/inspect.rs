@@ -6,7 +6,7 @@ use anyhow::Result;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Model file (.onnx or .fqir).
+    /// Model file (.onnx, .fqir, or a compiled .fqc).
     model: PathBuf,
 }
 

@@ -1,5 +1,6 @@
 //! One module per subcommand; each has clap `Args` and a `main`.
 
+pub mod compile;
 pub mod eval;
 pub mod inspect;
 pub mod run;

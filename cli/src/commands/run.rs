@@ -12,7 +12,7 @@ use fqc_ir::{Tensor, TensorData};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Model file (.onnx or .fqir).
+    /// Model file (.onnx, .fqir, or a compiled .fqc).
     model: PathBuf,
     /// Input tensor (.npy, float32 NCHW; uint8 is read as raw pixel values).
     #[arg(long)]

@@ -1,0 +1,246 @@
+//! `fqc compile` end to end on the bundled MNIST CNN: a ternary/4-bit compile writes an
+//! integer-only `.fqc` that `eval` and `run` accept; `--stop-after` prints IR and writes
+//! nothing; bad pass names, missing calibration data, a corrupt artifact and an output
+//! path equal to the input each end in one `error:` line.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn path(rel: &str) -> String {
+    repo().join(rel).display().to_string()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fqc-compile-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn fqc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fqc"))
+        .args(args)
+        .output()
+        .expect("spawn fqc")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = fqc(args);
+    assert!(
+        out.status.success(),
+        "fqc {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Checks `fqc ARGS` exits 1 with exactly one `error:` line containing `words`.
+fn fails(args: &[&str], words: &[&str]) {
+    let out = fqc(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "fqc {args:?}: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "fqc {args:?}: one error line expected:\n{stderr}"
+    );
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    for w in words {
+        assert!(lines[0].contains(w), "`{w}` missing from: {}", lines[0]);
+    }
+}
+
+#[test]
+fn compiles_mnist_ternary_a4_to_an_integer_only_artifact() {
+    let dir = scratch("t4");
+    let out = dir.join("mnist_t4.fqc");
+    let o = out.to_str().unwrap();
+    let model = path("examples/mnist/mnist_cnn.onnx");
+    let data = path("examples/mnist/mnist10k.npz");
+    let report = ok(&[
+        "compile",
+        &model,
+        "-o",
+        o,
+        "--data",
+        &data,
+        "--weights",
+        "ternary",
+        "--act-bits",
+        "4",
+    ]);
+    assert!(report.contains("integer-only: yes"), "{report}");
+    for piece in [
+        "/conv1/Conv",
+        "/fc2/Gemm",
+        "t2",
+        "MACs/image",
+        "calibrate",
+        "dce",
+    ] {
+        assert!(report.contains(piece), "`{piece}` missing:\n{report}");
+    }
+    assert!(out.is_file());
+    // One-shot ternary PTQ of this model is poor (no fine-tuning); eval must run it.
+    let top1 = top1(&ok(&["eval", o, "--data", &data, "--limit", "500"]));
+    assert!((0.0..=100.0).contains(&top1));
+    // `run` and `inspect` accept the artifact too.
+    let x = dir.join("x.npy");
+    let t = fqc_dataset::LabelledSet::load_npz(Path::new(&data), "test")
+        .unwrap()
+        .batch(0, 3);
+    std::fs::write(&x, fqc_dataset::npy::write(&t)).unwrap();
+    let run = ok(&["run", o, "--input", x.to_str().unwrap()]);
+    assert!(run.contains("shape [3, 10]"), "{run}");
+    let ir = ok(&["inspect", o]);
+    assert!(ir.contains("qconv") || ir.contains("qgemm"), "{ir}");
+    // A corrupt artifact (one byte flipped in the middle) is one clear error.
+    let mut bytes = std::fs::read(&out).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    let bad = dir.join("corrupt.fqc");
+    std::fs::write(&bad, &bytes).unwrap();
+    fails(
+        &["run", bad.to_str().unwrap(), "--input", x.to_str().unwrap()],
+        &["corrupt.fqc"],
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+fn top1(eval: &str) -> f64 {
+    eval.strip_prefix("top-1: ")
+        .and_then(|s| s.split('%').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no top-1 in: {eval}"))
+}
+
+#[test]
+fn w8a8_artifact_keeps_the_float_accuracy() {
+    let dir = scratch("w8a8");
+    let out = dir.join("mnist_w8a8.fqc");
+    let o = out.to_str().unwrap();
+    let data = path("examples/mnist/mnist10k.npz");
+    let report = ok(&[
+        "compile",
+        &path("examples/mnist/mnist_cnn.onnx"),
+        "-o",
+        o,
+        "--data",
+        &data,
+        "--weights",
+        "8",
+        "--act-bits",
+        "8",
+        "--calib-images",
+        "128",
+    ]);
+    assert!(report.contains("integer-only: yes"), "{report}");
+    // The float model: 98.65% on all 2000 test digits (examples/mnist/README.md).
+    let acc = top1(&ok(&["eval", o, "--data", &data, "--limit", "500"]));
+    assert!(acc >= 97.0, "w8a8 top-1 {acc}%");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn stop_after_prints_ir_and_writes_nothing() {
+    let dir = scratch("stop");
+    let out = dir.join("never.fqc");
+    let text = ok(&[
+        "compile",
+        &path("examples/mnist/mnist_cnn.onnx"),
+        "-o",
+        out.to_str().unwrap(),
+        "--data",
+        &path("examples/mnist/mnist10k.npz"),
+        "--calib-images",
+        "16",
+        "--stop-after",
+        "fold-batchnorm",
+    ]);
+    assert!(text.starts_with("graph "), "{text}");
+    assert!(
+        text.contains("conv(") && !text.contains("batchnorm("),
+        "{text}"
+    );
+    assert!(text.contains("no artifact written"), "{text}");
+    assert!(!out.exists());
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn bad_requests_are_one_error_line() {
+    let dir = scratch("bad");
+    let out = dir.join("x.fqc");
+    let o = out.to_str().unwrap();
+    let model = path("examples/mnist/mnist_cnn.onnx");
+    let data = path("examples/mnist/mnist10k.npz");
+    fails(
+        &[
+            "compile",
+            &model,
+            "-o",
+            o,
+            "--data",
+            &data,
+            "--stop-after",
+            "fold-bn",
+        ],
+        &["unknown pass `fold-bn`", "fold-batchnorm"],
+    );
+    fails(&["compile", &model, "-o", o], &["calibration", "--data"]);
+    fails(
+        &[
+            "compile",
+            &model,
+            "-o",
+            o,
+            "--data",
+            &data,
+            "--schedule",
+            "w8a8,w9a4",
+        ],
+        &["stage 2", "w9a4"],
+    );
+    fails(
+        &[
+            "compile",
+            &model,
+            "-o",
+            o,
+            "--data",
+            &data,
+            "--layer",
+            "conv7=w8a8",
+        ],
+        &["conv7", "/conv1/Conv"],
+    );
+    fails(
+        &[
+            "compile",
+            &model,
+            "-o",
+            o,
+            "--data",
+            &data,
+            "--calib-method",
+            "median",
+        ],
+        &["--calib-method", "median"],
+    );
+    // The input is never overwritten.
+    let copy = dir.join("model.onnx");
+    std::fs::copy(&model, &copy).unwrap();
+    let before = std::fs::read(&copy).unwrap();
+    let c = copy.to_str().unwrap();
+    fails(&["compile", c, "-o", c, "--data", &data], &["overwrite"]);
+    assert_eq!(std::fs::read(&copy).unwrap(), before);
+    assert!(!out.exists());
+    std::fs::remove_dir_all(dir).ok();
+}
