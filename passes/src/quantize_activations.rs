@@ -95,11 +95,30 @@ pub(crate) fn classified_points(g: &Graph) -> Vec<(Value, bool)> {
         let feeds_other = uses[v.index()]
             .iter()
             .any(|&u| !matches!(g.node(u).op, Op::Relu | Op::Clip { .. }));
-        if feeds_other {
+        if feeds_other && !only_output_tail(g, &uses, v, 0) {
             points.push((v, false));
         }
     }
     points
+}
+
+/// Whether every path from `v` goes through output-side ops only (softmax and layout
+/// ops) to graph outputs: such a value is the network's float result in all but shape
+/// (e.g. logits before a final softmax), so it is not quantized; `integerize` puts the
+/// output dequantize before that tail, which the report lists as boundary float ops.
+fn only_output_tail(g: &Graph, uses: &[Vec<fqc_ir::Node>], v: Value, depth: usize) -> bool {
+    if depth > 8 {
+        return false;
+    }
+    let users = &uses[v.index()];
+    (g.outputs().contains(&v) || !users.is_empty())
+        && users.iter().all(|&u| {
+            let node = g.node(u);
+            matches!(
+                node.op,
+                Op::Softmax { .. } | Op::Reshape { .. } | Op::Flatten { .. } | Op::Transpose { .. }
+            ) && only_output_tail(g, uses, node.output, depth + 1)
+        })
 }
 
 /// The activation points of `g` (see the module docs), inputs first, then in schedule order.

@@ -6,9 +6,13 @@
 //! language and saturated with the exact rules of [`rules`]; the cheapest term under
 //! [`lang::IntegerCost`] (float ops ~1000, integer ops 1) is extracted and lowered to a
 //! [`Plan`]: an integer term (`scaled_add`, `sumpool`, `global_sumpool`) whose real
-//! value is `a · acc`, quantized by thresholds. Soundness: every rule is an identity of
-//! exact rational arithmetic (conditions check the signs a rule relies on), so the plan
-//! computes exactly the real value the fake-quant operand denotes.
+//! value is `a · acc`, quantized by thresholds. Soundness: every rule but one is an
+//! identity of exact rational arithmetic (conditions check the signs a rule relies on),
+//! so the plan computes exactly the real value the fake-quant operand denotes. The
+//! exception is the fallback of `rescale-to-common-scale` when the exact common scale's
+//! factors overflow i32 (8-bit branches): it rounds the branch factors at a scale
+//! `2^-K` below the larger branch scale, relative error ≤ 1/(2k) ≤ 2^-20 (see
+//! `rules::nearby_common_scale`); the property test measures 0 level mismatches.
 //!
 //! What the e-graph finds that greedy local rewrites do not: a local rewrite at the join
 //! sees `add` of two reals at scales 0.031 and 0.047 and either gives up or keeps a float

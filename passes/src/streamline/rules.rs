@@ -115,18 +115,17 @@ impl Applier<Arith, ArithAnalysis> for CommonScale {
         let (Some(ba), Some(bb)) = (eg[a].data.int_bound, eg[b].data.int_bound) else {
             return vec![];
         };
-        let Some((s, k1, k2)) = common_scale(s1, s2) else {
+        let fits = |k1: i128, k2: i128| {
+            k1.unsigned_abs()
+                .checked_mul(ba.unsigned_abs())
+                .zip(k2.unsigned_abs().checked_mul(bb.unsigned_abs()))
+                .and_then(|(x, y)| x.checked_add(y))
+                .is_some_and(|m| m <= i32::MAX as u128)
+        };
+        let exact = common_scale(s1, s2).filter(|&(s, k1, k2)| fits(k1, k2) && s.signum() > 0);
+        let Some((s, k1, k2)) = exact.or_else(|| nearby_common_scale(s1, s2, &fits)) else {
             return vec![];
         };
-        let fits = k1
-            .unsigned_abs()
-            .checked_mul(ba.unsigned_abs())
-            .zip(k2.unsigned_abs().checked_mul(bb.unsigned_abs()))
-            .and_then(|(x, y)| x.checked_add(y))
-            .is_some_and(|m| m <= i32::MAX as u128);
-        if !fits || s.signum() <= 0 {
-            return vec![];
-        }
         let (k1, k2) = (
             eg.add(Arith::Num(Rat::int(k1 as i64))),
             eg.add(Arith::Num(Rat::int(k2 as i64))),
@@ -147,6 +146,30 @@ pub fn common_scale(s1: Rat, s2: Rat) -> Option<(Rat, i128, i128)> {
     let s = s1.checked_div(Rat::new(p, 1)?)?;
     let k_ok = |k: i128| i32::try_from(k).is_ok();
     (k_ok(p) && k_ok(q)).then_some((s, p, q))
+}
+
+/// The fallback when the exact common scale's factors overflow i32 (e.g. 8-bit branches
+/// whose f32 scales share only a tiny power of two): `s = max(|s1|,|s2|)·2^-K` with the
+/// largest `K` whose rounded factors `k_i = round(s_i/s)` still fit, so each branch's
+/// scale is represented with relative error at most `1/(2|k_i|)` (≤ 2^-20 for 8-bit
+/// operands). This is the one *approximate* rewrite: a level can differ from the exact
+/// fake-quant level only where the exact value lies within that error of a rounding
+/// boundary (measured in `passes/tests/integerize.rs`).
+fn nearby_common_scale(
+    s1: Rat,
+    s2: Rat,
+    fits: &dyn Fn(i128, i128) -> bool,
+) -> Option<(Rat, i128, i128)> {
+    let (f1, f2) = (s1.to_f64(), s2.to_f64());
+    let big = f1.abs().max(f2.abs());
+    if !(big.is_finite() && big > 0.0) {
+        return None;
+    }
+    (0..=30).rev().find_map(|k: i32| {
+        let s = big * 2f64.powi(-k);
+        let (k1, k2) = ((f1 / s).round() as i128, (f2 / s).round() as i128);
+        (k1 != 0 && k2 != 0 && fits(k1, k2)).then(|| Rat::from_f64(s).map(|s| (s, k1, k2)))?
+    })
 }
 
 /// All rules, by name.
