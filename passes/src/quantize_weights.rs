@@ -36,8 +36,9 @@ const TINY_SCALE: f32 = 1e-12;
 #[derive(Debug, Default, Clone, Copy)]
 pub struct QuantizeWeights;
 
-/// Quantizes one channel at scale `alpha` to `[-n, n]`.
-fn quantize_channel(w: &[f32], alpha: f64, n: i64) -> impl Iterator<Item = i8> + '_ {
+/// Quantizes one channel at scale `alpha` to `[-n, n]` (METHOD.md's weight quantizer;
+/// shared with the schedule driver's scale setter).
+pub(crate) fn quantize_channel(w: &[f32], alpha: f64, n: i64) -> impl Iterator<Item = i8> + '_ {
     w.iter().map(move |&x| {
         let q = (f64::from(x) / alpha).round_ties_even();
         q.clamp(-(n as f64), n as f64) as i8

@@ -245,11 +245,7 @@ impl SetWeightScales {
             .chunks(per.max(1))
             .zip(scales)
             .flat_map(|(row, &s)| {
-                let a = f64::from(s);
-                row.iter().map(move |&x| {
-                    let q = (f64::from(x) / a).round_ties_even();
-                    q.clamp(-(n_max as f64), n_max as f64) as i8
-                })
+                crate::quantize_weights::quantize_channel(row, f64::from(s), n_max)
             })
             .collect();
         let base = g.value(wq).name.clone().unwrap_or_else(|| name.to_string());
