@@ -1,0 +1,97 @@
+//! Graph builders and the JIT-vs-interpreter comparison shared by the tests.
+#![allow(dead_code)]
+
+use fqc_ir::{DType, Dim, Graph, Op, Shape, Tensor, TensorData, TensorType, Value, F32};
+
+/// A tiny deterministic generator (tests draw sizes from proptest, data from this).
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + (self.next() % ((hi - lo + 1) as u64)) as i64
+    }
+}
+
+pub fn node(g: &mut Graph, op: Op, inputs: Vec<Value>, name: &str) -> Value {
+    let tys: Vec<TensorType> = inputs.iter().map(|&v| g.ty(v).clone()).collect();
+    let refs: Vec<&TensorType> = tys.iter().collect();
+    let ty = fqc_ir::infer::infer(&op, &refs).expect("test graph type-checks");
+    g.add_node(op, inputs, ty, name, None)
+}
+
+pub fn konst(g: &mut Graph, dtype: DType, shape: &[usize], data: TensorData) -> Value {
+    let dims: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let ty = TensorType::new(dtype, Shape::fixed(&dims));
+    let t = Tensor {
+        shape: shape.to_vec(),
+        data,
+    };
+    g.add_const(None, ty, t)
+}
+
+/// Integer values in `dtype`'s storage.
+pub fn store(dtype: DType, v: Vec<i64>) -> TensorData {
+    match dtype {
+        DType::Int { signed: false, .. } => {
+            TensorData::U8(v.into_iter().map(|x| x as u8).collect())
+        }
+        DType::I32 => TensorData::I32(v.into_iter().map(|x| x as i32).collect()),
+        _ => TensorData::I8(v.into_iter().map(|x| x as i8).collect()),
+    }
+}
+
+/// A graph input `[N, dims..]` quantized to `dtype` with scale 1 (so random inputs in
+/// and beyond the range exercise rounding and clamping).
+pub fn quantized_input(g: &mut Graph, name: &str, dims: &[usize], dtype: DType) -> Value {
+    let mut shape = vec![Dim::Batch];
+    shape.extend(dims.iter().map(|&d| Dim::Fixed(d as u64)));
+    let x = g.add_input(name, TensorType::f32(Shape(shape)));
+    let q = Op::Quantize {
+        dtype,
+        scale: F32(1.0),
+        offset: F32(0.0),
+    };
+    node(g, q, vec![x], &format!("{name}/quantize"))
+}
+
+/// Random f32 input `[n, dims..]` around the range of `dtype` (incl. halves).
+pub fn random_input(rng: &mut Lcg, n: usize, dims: &[usize], dtype: DType) -> Tensor {
+    let (lo, hi) = dtype.quant_range().expect("low-bit");
+    let numel = n * dims.iter().product::<usize>();
+    let data = (0..numel)
+        .map(|_| rng.range(2 * lo - 3, 2 * hi + 3) as f32 * 0.5)
+        .collect();
+    let mut shape = vec![n];
+    shape.extend(dims);
+    Tensor::f32(shape, data).expect("shape")
+}
+
+/// Runs `g` with the interpreter and the JIT; both must succeed with equal outputs.
+pub fn check_same(g: &Graph, inputs: &[Tensor]) {
+    let want = fqc_ir::interp::run(g, inputs).expect("interpreter runs");
+    let jit = fqc_codegen::compile(g).expect("JIT compiles");
+    let got = jit.run(inputs).expect("JIT runs");
+    assert_eq!(got.len(), want.len());
+    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(a.shape, b.shape, "output {i} shape");
+        assert!(
+            a.data == b.data,
+            "output {i} differs:\n jit {:?}\n int {:?}",
+            a.data,
+            b.data
+        );
+    }
+}
+
+/// A random low-bit dtype: unsigned or signed, `bits` in 2..=8.
+pub fn int_dtype(signed: bool, bits: u8) -> DType {
+    DType::int(signed, bits).expect("2..=8 bits")
+}

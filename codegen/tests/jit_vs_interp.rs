@@ -1,0 +1,251 @@
+//! JIT ≡ integer interpreter, bit for bit, on random small graphs: `qconv` (dense and
+//! ternary weights, strides, pads, dilations, groups incl. depthwise, u/i 2..8-bit
+//! inputs) followed by `requantize` and a pool; `qgemm`; `scaled_add` with the global
+//! pools; and a clear `Unsupported` error for a float op.
+
+mod common;
+
+use common::*;
+use fqc_ir::{DType, Graph, Op, Window, F32};
+use proptest::prelude::*;
+
+#[derive(Clone, Debug)]
+struct ConvCase {
+    n: usize,
+    cg: usize,
+    mg: usize,
+    group: usize,
+    depthwise: bool,
+    hw: [usize; 2],
+    k: [usize; 2],
+    strides: [u64; 2],
+    dil: [u64; 2],
+    pads: [u64; 4],
+    x: (bool, u8),
+    /// `None`: ternary weights; else signed bits.
+    wbits: Option<u8>,
+    bias: bool,
+    out: (bool, u8),
+    pool: u8,
+    seed: u64,
+}
+
+fn conv_case() -> impl Strategy<Value = ConvCase> {
+    (
+        (1usize..3, 1usize..4, 1usize..4, 1usize..3, any::<bool>()),
+        ([1usize..11, 1usize..11], [1usize..4, 1usize..4]),
+        (
+            [1u64..3, 1u64..3],
+            [1u64..3, 1u64..3],
+            [0u64..3, 0u64..3, 0u64..3, 0u64..3],
+        ),
+        (
+            (any::<bool>(), 2u8..9),
+            prop::option::of(2u8..9),
+            any::<bool>(),
+        ),
+        ((any::<bool>(), 2u8..5), 0u8..3, any::<u64>()),
+    )
+        .prop_map(|(a, b, c, d, e)| ConvCase {
+            n: a.0,
+            cg: a.1,
+            mg: a.2,
+            group: a.3,
+            depthwise: a.4,
+            hw: b.0,
+            k: b.1,
+            strides: c.0,
+            dil: c.1,
+            pads: c.2,
+            x: d.0,
+            wbits: d.1,
+            bias: d.2,
+            out: e.0,
+            pool: e.1,
+            seed: e.2,
+        })
+        .prop_filter("window fits", |c| {
+            (0..2).all(|a| {
+                let padded = c.hw[a] as u64 + c.pads[a] + c.pads[a + 2];
+                padded > c.dil[a] * (c.k[a] as u64 - 1)
+            })
+        })
+}
+
+/// Random thresholds (unsorted) for `c` channels of `dtype`, around `±span`.
+fn thresholds(rng: &mut Lcg, c: usize, dtype: DType, span: i64) -> (Vec<i64>, Vec<i64>) {
+    let (lo, hi) = dtype.quant_range().unwrap();
+    let l = (hi - lo) as usize;
+    let t = (0..c * l).map(|_| rng.range(-span, span)).collect();
+    let d = (0..c).map(|_| rng.range(0, 1)).collect();
+    (t, d)
+}
+
+fn build_conv(c: &ConvCase) -> (Graph, Vec<fqc_ir::Tensor>) {
+    let mut rng = Lcg(c.seed);
+    let (group, cin, m) = if c.depthwise {
+        let ch = c.cg * c.group;
+        (ch, ch, ch * c.mg)
+    } else {
+        (c.group, c.cg * c.group, c.mg * c.group)
+    };
+    let cg = cin / group;
+    let xdt = int_dtype(c.x.0, c.x.1);
+    let mut g = Graph::new("conv");
+    let x = quantized_input(&mut g, "x", &[cin, c.hw[0], c.hw[1]], xdt);
+    let (wdt, wr) = match c.wbits {
+        None => (DType::Ternary, 1),
+        Some(b) => (int_dtype(true, b), (1i64 << (b - 1)) - 1),
+    };
+    let wn = m * cg * c.k[0] * c.k[1];
+    let wv: Vec<i64> = (0..wn).map(|_| rng.range(-wr, wr)).collect();
+    let w = konst(&mut g, wdt, &[m, cg, c.k[0], c.k[1]], store(wdt, wv));
+    let mut ins = vec![x, w];
+    if c.bias {
+        let bv = (0..m).map(|_| rng.range(-300, 300)).collect();
+        ins.push(konst(&mut g, DType::I32, &[m], store(DType::I32, bv)));
+    }
+    let window = Window {
+        kernel: [c.k[0] as u64, c.k[1] as u64],
+        strides: c.strides,
+        pads: c.pads,
+        dilations: c.dil,
+        ceil_mode: false,
+    };
+    let acc = node(
+        &mut g,
+        Op::QConv {
+            window,
+            group: group as u64,
+        },
+        ins,
+        "conv",
+    );
+    let odt = int_dtype(c.out.0, c.out.1);
+    let span = 40 * (cg * c.k[0] * c.k[1]) as i64;
+    let (t, d) = thresholds(&mut rng, m, odt, span);
+    let l = t.len() / m;
+    let t = konst(&mut g, DType::I32, &[m, l], store(DType::I32, t));
+    let d = konst(&mut g, DType::I8, &[m], store(DType::I8, d));
+    let rq = Op::Requantize {
+        dtype: odt,
+        scale: F32(1.0),
+    };
+    let y = node(&mut g, rq, vec![acc, t, d], "requant");
+    let pw = Window {
+        kernel: [2, 3],
+        strides: [2, 1],
+        pads: [1, 0, 0, 1],
+        dilations: [1, 1],
+        ceil_mode: c.seed.is_multiple_of(2),
+    };
+    let fits = (0..2).all(|a| {
+        pw.output_extent(a, g.ty(y).shape.0[a + 2].resolve(1))
+            .is_some()
+    });
+    let out = match c.pool {
+        1 if fits => node(&mut g, Op::MaxPool { window: pw }, vec![y], "maxpool"),
+        2 if fits => node(&mut g, Op::SumPool { window: pw }, vec![y], "sumpool"),
+        _ => y,
+    };
+    g.set_outputs(vec![acc, out]);
+    let input = random_input(&mut rng, c.n, &[cin, c.hw[0], c.hw[1]], xdt);
+    (g, vec![input])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(160))]
+
+    #[test]
+    fn conv_requantize_pool(c in conv_case()) {
+        let (g, inputs) = build_conv(&c);
+        check_same(&g, &inputs);
+    }
+
+    #[test]
+    fn qgemm_requantize(
+        (n, k, outs) in (1usize..4, 1usize..80, 1usize..20),
+        x in (any::<bool>(), 2u8..9),
+        wbits in prop::option::of(2u8..9),
+        trans_b in any::<bool>(),
+        bias in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let mut rng = Lcg(seed);
+        let xdt = int_dtype(x.0, x.1);
+        let mut g = Graph::new("gemm");
+        let a = quantized_input(&mut g, "a", &[k], xdt);
+        let (wdt, wr) = match wbits {
+            None => (DType::Ternary, 1),
+            Some(b) => (int_dtype(true, b), (1i64 << (b - 1)) - 1),
+        };
+        let wv: Vec<i64> = (0..k * outs).map(|_| rng.range(-wr, wr)).collect();
+        let shape = if trans_b { [outs, k] } else { [k, outs] };
+        let w = konst(&mut g, wdt, &shape, store(wdt, wv));
+        let mut ins = vec![a, w];
+        if bias {
+            let bv = (0..outs).map(|_| rng.range(-500, 500)).collect();
+            ins.push(konst(&mut g, DType::I32, &[outs], store(DType::I32, bv)));
+        }
+        let acc = node(&mut g, Op::QGemm { trans_b }, ins, "gemm");
+        let odt = int_dtype(false, 3);
+        let (t, d) = thresholds(&mut rng, outs, odt, 30 * k as i64);
+        let t = konst(&mut g, DType::I32, &[outs, 7], store(DType::I32, t));
+        let d = konst(&mut g, DType::I8, &[outs], store(DType::I8, d));
+        let rq = Op::Requantize { dtype: odt, scale: F32(1.0) };
+        let y = node(&mut g, rq, vec![acc, t, d], "requant");
+        g.set_outputs(vec![acc, y]);
+        let input = random_input(&mut rng, n, &[k], xdt);
+        check_same(&g, &[input]);
+    }
+
+    #[test]
+    fn scaled_add_and_global_pools(
+        (n, c, h, w) in (1usize..4, 1usize..5, 1usize..7, 1usize..7),
+        xa in (any::<bool>(), 2u8..9),
+        xb in (any::<bool>(), 2u8..9),
+        (ka, kb) in (-1000i32..1000, -1000i32..1000),
+        seed in any::<u64>(),
+    ) {
+        let mut rng = Lcg(seed);
+        let (da, db) = (int_dtype(xa.0, xa.1), int_dtype(xb.0, xb.1));
+        let mut g = Graph::new("add");
+        let a = quantized_input(&mut g, "a", &[c, h, w], da);
+        let b = quantized_input(&mut g, "b", &[c, h, w], db);
+        let ka = konst(&mut g, DType::I32, &[], store(DType::I32, vec![i64::from(ka)]));
+        let kb = konst(&mut g, DType::I32, &[], store(DType::I32, vec![i64::from(kb)]));
+        let s = node(&mut g, Op::ScaledAdd, vec![a, b, ka, kb], "add");
+        let gm = node(&mut g, Op::GlobalMaxPool, vec![a], "gmax");
+        let gs = node(&mut g, Op::GlobalSumPool, vec![b], "gsum");
+        let f = node(&mut g, Op::Flatten { axis: 1 }, vec![gm], "flat");
+        g.set_outputs(vec![s, f, gs]);
+        let ia = random_input(&mut rng, n, &[c, h, w], da);
+        let ib = random_input(&mut rng, n, &[c, h, w], db);
+        check_same(&g, &[ia, ib]);
+    }
+}
+
+#[test]
+fn float_op_is_unsupported_and_named() {
+    let mut g = Graph::new("float");
+    let x = quantized_input(&mut g, "x", &[4], int_dtype(false, 4));
+    let d = node(&mut g, Op::Dequantize, vec![x], "deq");
+    let r = node(&mut g, Op::Relu, vec![d], "my_relu");
+    g.set_outputs(vec![r]);
+    let e = fqc_codegen::compile(&g).unwrap_err().to_string();
+    assert!(e.contains("my_relu") && e.contains("relu"), "{e}");
+}
+
+#[test]
+fn wrong_input_shape_is_an_error() {
+    let mut g = Graph::new("shape");
+    let x = quantized_input(&mut g, "x", &[4], int_dtype(false, 4));
+    let d = node(&mut g, Op::Dequantize, vec![x], "deq");
+    g.set_outputs(vec![d]);
+    let jit = fqc_codegen::compile(&g).unwrap();
+    let bad = fqc_ir::Tensor::f32(vec![2, 5], vec![0.0; 10]).unwrap();
+    let e = jit.run(&[bad]).unwrap_err().to_string();
+    assert!(e.contains("`x`"), "{e}");
+    let ok = fqc_ir::Tensor::f32(vec![3, 4], (0..12).map(|v| v as f32 * 1.5).collect()).unwrap();
+    check_same(&g, &[ok]);
+}
