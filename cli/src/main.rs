@@ -23,10 +23,12 @@ enum Command {
     Compile(commands::compile::Args),
     /// Print a model as fqc IR text.
     Inspect(commands::inspect::Args),
-    /// Run a model on an input tensor (.npy) with the reference interpreter.
+    /// Run a model on an input tensor (.npy): the JIT for a .fqc, else the interpreter.
     Run(commands::run::Args),
     /// Measure a model's top-1 accuracy on a labelled dataset (.npz).
     Eval(commands::eval::Args),
+    /// Measure a compiled model's JIT latency, images/s and GMAC/s.
+    Bench(commands::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => commands::inspect::main(args),
         Command::Run(args) => commands::run::main(args),
         Command::Eval(args) => commands::eval::main(args),
+        Command::Bench(args) => commands::bench::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

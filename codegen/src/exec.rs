@@ -23,6 +23,22 @@ impl std::fmt::Debug for Code {
     }
 }
 
+// SAFETY (Send): `Code` only owns the JIT module so that `Drop` can free its memory.
+// The module was built with `default_libcall_names()` and no custom symbol lookups, so
+// it holds no thread-affine state (only heap data, mmap'd code pages and plain boxed
+// functions capturing nothing); moving it to and freeing it on another thread is what
+// any owner of heap memory does.
+#[allow(unsafe_code)]
+unsafe impl Send for Code {}
+// SAFETY (Sync): through `&Code` nothing of the module is reached: `call` takes `&Code`
+// only as proof that the code is alive, and calls entry addresses whose pages were
+// finalized (made read+execute) by `Jit::finish` before `Code::new`, and are never
+// written again. Kernels are pure functions of their pointer arguments: they keep no
+// global or static state and write only the `out`/`scratch` slices their caller holds
+// exclusively, so concurrent calls from several threads cannot race.
+#[allow(unsafe_code)]
+unsafe impl Sync for Code {}
+
 impl Code {
     pub(crate) fn new(m: JITModule) -> Code {
         Code(Some(m))

@@ -5,10 +5,12 @@
 //! static shapes and constant weights (`emit/`), and links them in one JIT module.
 //! [`CompiledGraph::run`] binds f32 inputs (any batch size: the batch is a kernel
 //! parameter), allocates every buffer for that run, and executes the steps in schedule
-//! order: the input `quantize` and output `dequantize` in Rust (`boundary.rs`), every
+//! order; [`CompiledGraph::run_in`] does the same in a caller-owned [`Arena`] that is
+//! reused across runs (it grows only for a larger batch), so a steady-state run
+//! allocates no activation buffer: the input `quantize` and output `dequantize` in Rust (`boundary.rs`), every
 //! other node by calling its kernel (`exec.rs`, the crate's only `unsafe`).
 //!
-//! JIT'd nodes: `qconv` (dense i8x16 dot-product form, or ternary add/sub form),
+//! JIT'd nodes: `qconv` (dense form: i16 multiply-add pairs (`pmaddwd`) over 4-output-channel blocks, reading stride-1 rows in place; or ternary add/sub form),
 //! `qgemm` (as a 1×1 `qconv`), `requantize`, same-shape `scaled_add`, `maxpool`,
 //! `sumpool`, `global_maxpool`, `global_sumpool`; `reshape`/`flatten` alias buffers.
 //! Everything else is a [`CodegenError::Unsupported`] naming the node. Results equal
@@ -21,6 +23,8 @@ mod error;
 mod exec;
 mod lower;
 mod plan;
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use fqc_ir::{Dim, Graph, Tensor, TensorData};
 
@@ -38,9 +42,47 @@ pub struct CompileOptions {
     pub keep_ir: bool,
 }
 
+/// Distinct id of each [`CompiledGraph`], so an [`Arena`] knows whose buffers it holds.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The run-time buffers of one [`CompiledGraph`]: one byte buffer per planned value,
+/// sized for the largest batch run so far, and each kernel's scratch (whose zero padding
+/// is written once, here, and never touched by the kernels; see `emit/conv.rs`).
+///
+/// Reusing an arena across [`CompiledGraph::run_in`] calls makes a run allocate only
+/// its output tensors. An arena given to a different graph is rebuilt for it.
+#[derive(Debug, Default)]
+pub struct Arena {
+    owner: u64,
+    batch: usize,
+    bufs: Vec<Vec<u8>>,
+    scratch: Vec<Vec<u8>>,
+}
+
+impl Arena {
+    /// An empty arena (buffers are allocated by the first run).
+    pub fn new() -> Arena {
+        Arena::default()
+    }
+
+    /// The largest batch the arena holds buffers for (0 before the first run).
+    pub fn batch_capacity(&self) -> usize {
+        self.batch
+    }
+
+    /// Bytes held by the arena's buffers.
+    pub fn bytes(&self) -> usize {
+        self.bufs.iter().chain(&self.scratch).map(Vec::len).sum()
+    }
+}
+
 /// A graph compiled to machine code.
+///
+/// `Send + Sync`: the machine code is immutable after `compile` returns, and a run
+/// keeps all mutable state in its own [`Arena`] (see `exec.rs`).
 #[derive(Debug)]
 pub struct CompiledGraph {
+    id: u64,
     plan: Plan,
     /// Entry address of each step's kernel (0 for Rust-run steps).
     entries: Vec<usize>,
@@ -108,6 +150,7 @@ pub fn compile_with(g: &Graph, opts: &CompileOptions) -> Result<CompiledGraph> {
         })
         .collect();
     Ok(CompiledGraph {
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         plan,
         entries,
         inputs,
@@ -173,34 +216,70 @@ impl CompiledGraph {
         Ok(batch.unwrap_or(1))
     }
 
-    /// Runs the graph on f32 `inputs` (bound to the graph inputs in order).
+    /// The graph inputs: name and static shape (axis 0 may be the batch).
+    pub fn inputs(&self) -> &[(String, Vec<Dim>)] {
+        &self.inputs
+    }
+
+    /// Runs the graph on f32 `inputs` (bound to the graph inputs in order), in buffers
+    /// allocated for this run.
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        let batch = self.bind(inputs)?;
-        let too_big = || CodegenError::Input(format!("batch {batch} is too large"));
-        let mut bufs = Vec::with_capacity(self.plan.bufs.len());
-        for b in &self.plan.bufs {
-            let n = b
-                .bytes(batch)
-                .filter(|&n| n <= 1 << 33)
-                .ok_or_else(too_big)?;
-            bufs.push(vec![0u8; n]);
+        self.run_in(&mut Arena::new(), inputs)
+    }
+
+    /// Sizes `arena` for `batch`: keeps its buffers when they are this graph's and big
+    /// enough, else allocates them (zeroed) for `batch`.
+    fn prepare(&self, arena: &mut Arena, batch: usize) -> Result<()> {
+        let fresh = arena.owner != self.id || arena.bufs.len() != self.plan.bufs.len();
+        if fresh {
+            arena.scratch = self
+                .plan
+                .steps
+                .iter()
+                .map(|s| match s {
+                    Step::Kernel { scratch, .. } => vec![0u8; *scratch],
+                    _ => Vec::new(),
+                })
+                .collect();
         }
+        if fresh || batch > arena.batch {
+            let too_big = || CodegenError::Input(format!("batch {batch} is too large"));
+            let mut bufs = Vec::with_capacity(self.plan.bufs.len());
+            for b in &self.plan.bufs {
+                let n = b
+                    .bytes(batch)
+                    .filter(|&n| n <= 1 << 33)
+                    .ok_or_else(too_big)?;
+                bufs.push(vec![0u8; n]);
+            }
+            arena.bufs = bufs;
+            arena.batch = batch;
+            arena.owner = self.id;
+        }
+        Ok(())
+    }
+
+    /// Runs the graph on f32 `inputs` (bound to the graph inputs in order), reusing the
+    /// buffers of `arena` (grown first if this batch is larger than any before).
+    pub fn run_in(&self, arena: &mut Arena, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        let batch = self.bind(inputs)?;
+        self.prepare(arena, batch)?;
         for (i, step) in self.plan.steps.iter().enumerate() {
-            self.step(i, step, inputs, batch, &mut bufs)?;
+            self.step(i, step, inputs, batch, arena)?;
         }
         let mut outs = Vec::new();
         for (id, axis0, rest) in &self.plan.outputs {
             let b = &self.plan.bufs[*id];
             let mut shape = vec![axis0.resolve(batch as u64) as usize];
             shape.extend(rest);
-            let data = &bufs[*id];
+            let data = &arena.bufs[*id][..self.bytes(*id, batch)];
             let data = match b.elem {
                 BufElem::F32 => TensorData::F32(
                     data.chunks_exact(4)
                         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                         .collect(),
                 ),
-                BufElem::Int(Elem::U8) => TensorData::U8(data.clone()),
+                BufElem::Int(Elem::U8) => TensorData::U8(data.to_vec()),
                 BufElem::Int(Elem::I8) => TensorData::I8(data.iter().map(|&v| v as i8).collect()),
                 BufElem::Int(Elem::I32) => TensorData::I32(int_elems(data, Elem::I32).collect()),
             };
@@ -209,14 +288,20 @@ impl CompiledGraph {
         Ok(outs)
     }
 
+    /// Bytes of buffer `id` at `batch` (checked by `prepare`, which allocated them).
+    fn bytes(&self, id: usize, batch: usize) -> usize {
+        self.plan.bufs[id].bytes(batch).unwrap_or(usize::MAX)
+    }
+
     fn step(
         &self,
         i: usize,
         step: &Step,
         inputs: &[Tensor],
         batch: usize,
-        bufs: &mut [Vec<u8>],
+        arena: &mut Arena,
     ) -> Result<()> {
+        let bufs = &mut arena.bufs;
         match step {
             Step::Quantize {
                 input,
@@ -226,14 +311,16 @@ impl CompiledGraph {
                 offset,
             } => {
                 let x = inputs[*input].as_f32().unwrap_or_default();
-                boundary::quantize(x, *dtype, *scale, *offset, &mut bufs[*out]);
+                let n = self.bytes(*out, batch);
+                boundary::quantize(x, *dtype, *scale, *offset, &mut bufs[*out][..n]);
             }
             Step::Dequantize { x, out, deq } => {
                 let BufElem::Int(e) = self.plan.bufs[*x].elem else {
                     return Err(CodegenError::Invalid("dequantize of f32".into()));
                 };
+                let (nx, no) = (self.bytes(*x, batch), self.bytes(*out, batch));
                 let mut o = std::mem::take(&mut bufs[*out]);
-                boundary::dequantize(int_elems(&bufs[*x], e), deq, &mut o);
+                boundary::dequantize(int_elems(&bufs[*x][..nx], e), deq, &mut o[..no]);
                 bufs[*out] = o;
             }
             Step::Kernel {
@@ -246,28 +333,39 @@ impl CompiledGraph {
             } => {
                 let ob = &self.plan.bufs[*out];
                 let n = ob.axis0.resolve(batch as u64) as usize;
-                let bytes = |id: usize| self.plan.bufs[id].bytes(batch).unwrap_or(usize::MAX);
                 let need = Extent {
-                    a: bytes(*a),
-                    b: b.map_or(0, bytes),
-                    out: bytes(*out),
+                    a: self.bytes(*a, batch),
+                    b: b.map_or(0, |b| self.bytes(b, batch)),
+                    out: self.bytes(*out, batch),
                     k: consts.len(),
                     scratch: *scratch,
                 };
                 let mut o = std::mem::take(&mut bufs[*out]);
-                let mut sc = vec![0u8; *scratch];
                 let r = exec::call(
                     &self.code,
                     (self.entries[i], n),
                     need,
                     (&bufs[*a], b.map(|b| bufs[b].as_slice())),
                     &mut o,
-                    (consts, &mut sc),
+                    (consts, &mut arena.scratch[i]),
                 );
                 bufs[*out] = o;
                 r?;
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn compiled_graph_is_send_and_sync() {
+        assert_send_sync::<CompiledGraph>();
+        assert_send_sync::<Arena>();
     }
 }

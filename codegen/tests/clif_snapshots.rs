@@ -1,6 +1,7 @@
 //! Snapshots of the Cranelift IR generated for one small ternary convolution (weights
 //! as add/sub of input taps, zero weights skipped, 8-column vector path) and one small
-//! dense convolution (gather + i8x16 dot-product tree). Review changes with
+//! dense convolution (in-place 8-column form: tap pairs interleaved word-wise, i16
+//! multiply-add pairs, a block of output channels). Review changes with
 //! `cargo insta review`.
 
 mod common;
@@ -51,7 +52,7 @@ fn dense_conv_clif() {
     let g = conv_graph(int_dtype(true, 8), vec![3, -100, 0, 127, -5, 6, 7, -127]);
     let text = clif(&g);
     assert!(
-        text.contains("iadd_pairwise") && text.contains("uwiden_low"),
+        text.contains("iadd_pairwise") && text.contains("shuffle") && text.contains("uload8x8"),
         "{text}"
     );
     insta::assert_snapshot!("dense_conv", text);

@@ -1,7 +1,8 @@
 //! JIT ≡ integer interpreter, bit for bit, on random small graphs: `qconv` (dense and
 //! ternary weights, strides, pads, dilations, groups incl. depthwise, u/i 2..8-bit
 //! inputs) followed by `requantize` and a pool; `qgemm`; `scaled_add` with the global
-//! pools; and a clear `Unsupported` error for a float op.
+//! pools; dense convs with several blocks of output channels; and a clear
+//! `Unsupported` error for a float op.
 
 mod common;
 
@@ -158,6 +159,24 @@ proptest! {
 
     #[test]
     fn conv_requantize_pool(c in conv_case()) {
+        let (g, inputs) = build_conv(&c);
+        check_same(&g, &inputs);
+    }
+
+    /// Dense weights with several full blocks of output channels and rows wide enough
+    /// for the in-place 8-column form (and stride-2 columns for the gather form), and
+    /// outputs up to 8 bits (requantize's binary search).
+    #[test]
+    fn dense_conv_channel_blocks(
+        (mut c, mg, w, wbits, sw) in (conv_case(), 4usize..11, 8usize..15, 2u8..9, 1u64..3),
+        out in (any::<bool>(), 2u8..9),
+    ) {
+        c.out = out;
+        c.mg = mg;
+        c.hw[1] = w;
+        c.wbits = Some(wbits);
+        c.depthwise = false;
+        c.strides[1] = sw;
         let (g, inputs) = build_conv(&c);
         check_same(&g, &inputs);
     }

@@ -27,7 +27,9 @@
 //! (see `thresholds` for the requantization), so the integer graph computes the exact
 //! real-arithmetic value of the fake-quant formula; the f32 fake-quant interpreter
 //! differs only by its own float rounding (≤ 1 LSB at near-ties). The input quantizer's
-//! folded `s·d` and offset are rounded to f32 once. Anything else is
+//! folded `s·d` and offset are rounded to f32 once: exact when `d` is a power of two;
+//! otherwise an input level can differ by one from the two-step f32 fake-quant at a
+//! near-tie, and such a difference propagates through the network like any input change. Anything else is
 //! [`PassError::Unsupported`] naming the node, and the result is checked with
 //! [`integer_only_report`] before the pass returns. New nodes are appended and the
 //! schedule replaced (old nodes stay in the arena until `dce`); value ids never change.

@@ -1,14 +1,17 @@
 //! `fqc eval MODEL --data FILE [--split test]`: top-1 accuracy on a labelled `.npz`.
 //!
-//! Images are fed exactly as every fqc command feeds them (`LabelledSet::batch`: raw
-//! pixel values as float32; normalisation lives in the model).
+//! A `.fqc` runs on the JIT (`--interp` selects the interpreter; both give identical
+//! logits, so identical accuracy); `.onnx` / `.fqir` on the interpreter. Images are fed
+//! exactly as every fqc command feeds them (`LabelledSet::batch`: raw pixel values as
+//! float32; normalisation lives in the model).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use fqc_dataset::LabelledSet;
-use fqc_ir::interp::{run_with, RunOptions};
+
+use super::run::Engine;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -29,10 +32,13 @@ pub struct Args {
     /// Evaluate only the first N images.
     #[arg(long)]
     limit: Option<usize>,
+    /// Run with the reference interpreter, not the JIT (always so for .onnx/.fqir).
+    #[arg(long)]
+    interp: bool,
 }
 
 pub fn main(args: Args) -> Result<()> {
-    let graph = crate::model::load(&args.model)?;
+    let mut engine = Engine::new(&args.model, args.interp, args.threads.max(1))?;
     let set = LabelledSet::load_npz(&args.data, &args.split)?;
     let n = args.limit.map_or(set.len(), |l| l.min(set.len()));
     if n == 0 {
@@ -42,14 +48,11 @@ pub fn main(args: Args) -> Result<()> {
             args.split
         );
     }
-    let opts = RunOptions {
-        threads: args.threads.max(1),
-    };
     let started = Instant::now();
     let mut correct = 0usize;
     for start in (0..n).step_by(args.batch.max(1)) {
         let end = (start + args.batch.max(1)).min(n);
-        let out = run_with(&graph, &[set.batch(start, end)], &opts)?;
+        let out = engine.run(&[set.batch(start, end)])?;
         let scores = out
             .first()
             .and_then(|t| t.as_f32())
@@ -65,11 +68,12 @@ pub fn main(args: Args) -> Result<()> {
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "top-1: {:.2}% ({correct}/{n}) on split `{}` of {} [{:.1} images/s]",
+        "top-1: {:.2}% ({correct}/{n}) on split `{}` of {} [{:.1} images/s, {}]",
         100.0 * correct as f64 / n as f64,
         args.split,
         args.data.display(),
-        n as f64 / secs
+        n as f64 / secs,
+        engine.name()
     );
     Ok(())
 }

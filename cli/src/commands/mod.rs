@@ -1,5 +1,6 @@
 //! One module per subcommand; each has clap `Args` and a `main`.
 
+pub mod bench;
 pub mod compile;
 pub mod eval;
 pub mod inspect;

@@ -5,10 +5,10 @@
 //! a bounds check and padding contributes exactly 0, as the interpreter defines. Without
 //! padding the input buffer is read directly.
 //!
-//! * **Dense** (any integer weights): per output pixel the `C/G·kh·kw` window is
-//!   gathered into a 16-byte-padded row (tail bytes stay 0, weights are padded with 0
-//!   too, so the tail adds nothing), then each output channel is a loop of i8x16
-//!   dot-accumulates ([`dot_acc`]) against its packed weight row, reduced and biased.
+//! * **Dense** (any integer weights; `dense.rs`): i16 multiply-add pairs (`pmaddwd`)
+//!   against weights pre-packed at compile time, 4 output channels per register
+//!   block; stride-1 rows with `OW ≥ 8` read the image in place 8 columns at a time,
+//!   other shapes gather each pixel's window into a row first.
 //! * **Ternary**: weights are compiled into the code: per output channel, one `iadd` or
 //!   `isub` per non-zero weight of the input value at that tap's constant offset; zero
 //!   weights emit nothing. With stride-1 columns and `OW ≥ 8`, 8 output columns are done
@@ -27,7 +27,7 @@
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use cranelift_frontend::FunctionBuilder;
 
-use super::{addr, counted, counted_const, dot_acc, hsum, iconst, iconst_ty, mf, splat, Params};
+use super::{addr, counted, counted_const, dense, iconst, iconst_ty, mf, splat, Params};
 
 /// Largest unrolled tap count (non-zero weights) of a ternary layer before the
 /// dense form is used instead, bounding code size and compile time.
@@ -65,17 +65,23 @@ pub(crate) enum Form {
 }
 
 impl ConvSpec {
-    fn cg(&self) -> usize {
+    pub(crate) fn cg(&self) -> usize {
         self.c / self.group
     }
-    fn mg(&self) -> usize {
+    pub(crate) fn mg(&self) -> usize {
         self.m / self.group
     }
-    fn k(&self) -> usize {
+    /// Taps per output channel: `C/G·kh·kw`.
+    pub(crate) fn k(&self) -> usize {
         self.cg() * self.kh * self.kw
     }
-    fn kpad(&self) -> usize {
-        self.k().div_ceil(16).max(1) * 16
+    /// `(rows, columns)` of the image the kernel reads: padded, or the input itself.
+    pub(crate) fn extent(&self) -> (usize, usize) {
+        if self.padded() {
+            (self.hp(), self.wp())
+        } else {
+            (self.h, self.w)
+        }
     }
     fn padded(&self) -> bool {
         self.pads.iter().any(|&p| p > 0)
@@ -114,46 +120,32 @@ impl ConvSpec {
             Form::Dense
         }
     }
-    fn pad_bytes(&self) -> usize {
+    pub(crate) fn pad_bytes(&self) -> usize {
         if self.padded() {
             self.c * self.hp() * self.wp()
         } else {
             0
         }
     }
-    fn weight_offset(&self) -> usize {
-        (4 * self.m).next_multiple_of(16)
-    }
     /// Scratch bytes per run of this kernel.
     pub(crate) fn scratch_bytes(&self, form: Form) -> usize {
         match form {
             Form::Ternary => self.pad_bytes(),
-            Form::Dense => self.pad_bytes().next_multiple_of(16) + self.kpad(),
+            Form::Dense => dense::scratch_bytes(self),
         }
     }
-    /// The constant blob: dense: bias `i32[M]`, then (16-aligned) weights `[M][kpad]`;
-    /// ternary: nothing (weights and bias are immediates).
+    /// The constant blob: dense: see [`dense::consts`]; ternary: nothing (weights and
+    /// bias are immediates).
     pub(crate) fn consts(&self, form: Form) -> Vec<u8> {
-        if form == Form::Ternary {
-            return Vec::new();
+        match form {
+            Form::Ternary => Vec::new(),
+            Form::Dense => dense::consts(self),
         }
-        let (k, kp) = (self.k(), self.kpad());
-        let mut out = vec![0u8; self.weight_offset() + self.m * kp];
-        for (o, b) in self.bias.iter().enumerate() {
-            out[4 * o..4 * o + 4].copy_from_slice(&b.to_le_bytes());
-        }
-        for o in 0..self.m {
-            let dst = self.weight_offset() + o * kp;
-            for (j, &v) in self.weights[o * k..(o + 1) * k].iter().enumerate() {
-                out[dst + j] = v as u8;
-            }
-        }
-        out
     }
 }
 
 /// Copies image `xi` into the padded scratch interior (or returns `xi` when unpadded).
-fn pad_copy(b: &mut FunctionBuilder, s: &ConvSpec, xi: Value, scratch: Value) -> Value {
+pub(crate) fn pad_copy(b: &mut FunctionBuilder, s: &ConvSpec, xi: Value, scratch: Value) -> Value {
     if !s.padded() {
         return xi;
     }
@@ -175,18 +167,19 @@ fn pad_copy(b: &mut FunctionBuilder, s: &ConvSpec, xi: Value, scratch: Value) ->
 }
 
 /// Copies `len` bytes `src → dst`: 8-byte words, then single bytes (unrolled up to 512
-/// bytes, a loop of bytes beyond).
+/// bytes; beyond, a loop of words, then the tail unrolled).
 pub(crate) fn copy_bytes(b: &mut FunctionBuilder, src: Value, dst: Value, len: usize) {
+    let mut o = 0;
     if len > 512 {
-        counted_const(b, len, |b, i| {
-            let s = b.ins().iadd(src, i);
-            let d = b.ins().iadd(dst, i);
-            let v = b.ins().load(types::I8, mf(), s, 0);
+        counted_const(b, len / 8, |b, i| {
+            let off = b.ins().imul_imm_s(i, 8);
+            let s = b.ins().iadd(src, off);
+            let d = b.ins().iadd(dst, off);
+            let v = b.ins().load(types::I64, mf(), s, 0);
             b.ins().store(mf(), v, d, 0);
         });
-        return;
+        o = len / 8 * 8;
     }
-    let mut o = 0;
     while o + 8 <= len {
         let v = b.ins().load(types::I64, mf(), src, o as i32);
         b.ins().store(mf(), v, dst, o as i32);
@@ -199,83 +192,9 @@ pub(crate) fn copy_bytes(b: &mut FunctionBuilder, src: Value, dst: Value, len: u
     }
 }
 
-/// Emits the dense form (module docs).
+/// Emits the dense form (`dense.rs`).
 pub(crate) fn emit_dense(b: &mut FunctionBuilder, s: &ConvSpec, p: &Params) {
-    let (hp, wp) = if s.padded() {
-        (s.hp(), s.wp())
-    } else {
-        (s.h, s.w)
-    };
-    let (cg, mg, kp) = (s.cg(), s.mg(), s.kpad());
-    let (kh, kw) = (s.kh, s.kw);
-    let [sh, sw] = s.strides;
-    let [dh, dw] = s.dilations;
-    let in_item = (s.c * s.h * s.w) as i64;
-    let out_item = (s.m * s.oh * s.ow * 4) as i64;
-    let goff = s.pad_bytes().next_multiple_of(16) as i64;
-    let woff = s.weight_offset() as i64;
-    let (oh, ow, signed) = (s.oh, s.ow, s.x_signed);
-    counted(b, p.n, |b, img| {
-        let xi = addr(b, p.a, img, in_item);
-        let yi = addr(b, p.out, img, out_item);
-        let src = pad_copy(b, s, xi, p.scratch);
-        let gather = b.ins().iadd_imm_s(p.scratch, goff);
-        counted_const(b, s.group, |b, g| {
-            counted_const(b, oh, |b, oy| {
-                counted_const(b, ow, |b, ox| {
-                    // Window origin of pixel (oy, ox) in group g's first channel.
-                    let row = b.ins().imul_imm_s(oy, (sh * wp) as i64);
-                    let col = b.ins().imul_imm_s(ox, sw as i64);
-                    let gch = b.ins().imul_imm_s(g, (cg * hp * wp) as i64);
-                    let o = b.ins().iadd(row, col);
-                    let o = b.ins().iadd(o, gch);
-                    let base = b.ins().iadd(src, o);
-                    counted_const(b, cg, |b, ci| {
-                        let cb = addr(b, base, ci, (hp * wp) as i64);
-                        let gp = addr(b, gather, ci, (kh * kw) as i64);
-                        for ki in 0..kh {
-                            for kj in 0..kw {
-                                let off = (ki * dh * wp + kj * dw) as i32;
-                                let v = b.ins().load(types::I8, mf(), cb, off);
-                                b.ins().store(mf(), v, gp, (ki * kw + kj) as i32);
-                            }
-                        }
-                    });
-                    counted_const(b, mg, |b, mi| {
-                        let gm = b.ins().imul_imm_s(g, mg as i64);
-                        let mm = b.ins().iadd(gm, mi);
-                        let wrow = addr(b, p.k, mm, kp as i64);
-                        let wrow = b.ins().iadd_imm_s(wrow, woff);
-                        let acc = b.declare_var(types::I32X4);
-                        let zero = splat(b, types::I32X4, 0);
-                        b.def_var(acc, zero);
-                        counted_const(b, kp / 16, |b, ch| {
-                            let o = b.ins().imul_imm_s(ch, 16);
-                            let wa = b.ins().iadd(wrow, o);
-                            let xa = b.ins().iadd(gather, o);
-                            let wv = b.ins().load(types::I8X16, mf(), wa, 0);
-                            let xv = b.ins().load(types::I8X16, mf(), xa, 0);
-                            let a = b.use_var(acc);
-                            let a = dot_acc(b, wv, xv, a, signed);
-                            b.def_var(acc, a);
-                        });
-                        let a = b.use_var(acc);
-                        let sum = hsum(b, a);
-                        let bp = addr(b, p.k, mm, 4);
-                        let bias = b.ins().load(types::I32, mf(), bp, 0);
-                        let v = b.ins().iadd(sum, bias);
-                        // y[mm, oy, ox]
-                        let plane = b.ins().imul_imm_s(mm, (oh * ow) as i64);
-                        let r = b.ins().imul_imm_s(oy, ow as i64);
-                        let idx = b.ins().iadd(plane, r);
-                        let idx = b.ins().iadd(idx, ox);
-                        let yp = addr(b, yi, idx, 4);
-                        b.ins().store(mf(), v, yp, 0);
-                    });
-                });
-            });
-        });
-    });
+    dense::emit(b, s, p);
 }
 
 /// The non-zero taps of output channel `o`: (offset from the window origin in the
@@ -300,11 +219,7 @@ fn taps(s: &ConvSpec, o: usize, hp: usize, wp: usize) -> Vec<(i32, bool)> {
 
 /// Emits the ternary form (module docs).
 pub(crate) fn emit_ternary(b: &mut FunctionBuilder, s: &ConvSpec, p: &Params) {
-    let (hp, wp) = if s.padded() {
-        (s.hp(), s.wp())
-    } else {
-        (s.h, s.w)
-    };
+    let (hp, wp) = s.extent();
     let in_item = (s.c * s.h * s.w) as i64;
     let out_item = (s.m * s.oh * s.ow * 4) as i64;
     let (oh, ow) = (s.oh, s.ow);

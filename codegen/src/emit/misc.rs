@@ -2,12 +2,18 @@
 //! `sumpool`, `global_maxpool`, `global_sumpool`.
 //!
 //! * **requantize** counts thresholds exactly as the interpreter defines it:
-//!   `qmin + #{k : T[c,k] <= acc}` (ascending) or `#{k : T[c,k] >= acc}` (descending),
-//!   four thresholds per `i32x4` compare; the mask lanes (−1/0) are subtracted from a
-//!   counter. Each channel's row is padded to a multiple of 4 with thresholds that
-//!   always count (`i32::MIN` ascending, `i32::MAX` descending) and the pad count is
-//!   subtracted, so the count is unchanged. The count lies in `0..=L`, so
-//!   `qmin + count` is in the output range and the byte store never truncates.
+//!   `qmin + #{k : T[c,k] <= acc}` (ascending) or `#{k : T[c,k] >= acc}` (descending).
+//!   Each channel's `L` thresholds are sorted at compile time. Up to
+//!   [`LINEAR_LEVELS`] levels: four thresholds per `i32x4` compare, the mask lanes
+//!   (−1/0) subtracted from a counter; each row is padded to a multiple of 4 with
+//!   thresholds that always count (`i32::MIN` ascending, `i32::MAX` descending) and
+//!   the pad count is subtracted, so the count is unchanged. More levels (up to 8-bit
+//!   outputs): a two-level 16-ary search over the sorted row padded to 16 buckets of
+//!   16 — count the bucket ends that hold, then the thresholds of the one bucket
+//!   where the count stops (16 compares each, counted as mask bits) — giving
+//!   `#{T <= acc}` ascending and `L − #{T < acc}` descending. The count lies in
+//!   `0..=L`, so `qmin + count` is in the output range and the byte store never
+//!   truncates.
 //! * **scaled_add** (same-shape operands only) computes `a·ka + b·kb` with wrapping
 //!   i32 ops; the plan only accepts it when `|ka|·max|a| + |kb|·max|b|` fits i32, so
 //!   wrapping never happens.
@@ -19,7 +25,7 @@
 //!   `qmin`, as the interpreter does. Sums are bounded by the plan like `scaled_add`.
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, InstBuilder};
+use cranelift_codegen::ir::{types, InstBuilder, Value};
 use cranelift_frontend::FunctionBuilder;
 
 use super::{
@@ -39,22 +45,48 @@ pub(crate) struct RequantSpec {
     pub out: Elem,
 }
 
+/// Largest level count searched linearly by `requantize` (beyond: two-level search).
+pub(crate) const LINEAR_LEVELS: usize = 16;
+
+/// Threshold slots of a two-level row: 16 buckets of 16, plus one bucket of pads.
+const SLOTS: usize = 17 * 16;
+
 impl RequantSpec {
     fn lp(&self) -> usize {
         self.l.div_ceil(4).max(1) * 4
     }
-    /// Thresholds `i32[C][Lp]` (padded), then the flags `i32[C]`.
+    fn two_level(&self) -> bool {
+        self.l > LINEAR_LEVELS && self.l < 256
+    }
+    /// i32 entries per channel row of the constant blob.
+    fn row(&self) -> usize {
+        if self.two_level() {
+            16 + SLOTS
+        } else {
+            self.lp()
+        }
+    }
+    /// Per channel: linear: `Lp` thresholds (sorted, then padded); two-level: the 16
+    /// bucket ends `T[16i+15]`, then `SLOTS` thresholds (sorted, then `i32::MAX`).
+    /// Then the flags `i32[C]`.
     pub(crate) fn consts(&self) -> Vec<u8> {
-        let lp = self.lp();
-        let mut v: Vec<i32> = Vec::with_capacity(self.c * (lp + 1));
+        let mut v: Vec<i32> = Vec::with_capacity(self.c * (self.row() + 1));
         for ch in 0..self.c {
-            let pad = if self.descending[ch] {
-                i32::MAX
+            let mut row = self.thresholds[ch * self.l..(ch + 1) * self.l].to_vec();
+            row.sort_unstable();
+            if self.two_level() {
+                row.resize(SLOTS, i32::MAX);
+                v.extend((0..16).map(|i| row[16 * i + 15]));
+                v.extend_from_slice(&row);
             } else {
-                i32::MIN
-            };
-            v.extend_from_slice(&self.thresholds[ch * self.l..(ch + 1) * self.l]);
-            v.extend(std::iter::repeat_n(pad, lp - self.l));
+                let pad = if self.descending[ch] {
+                    i32::MAX
+                } else {
+                    i32::MIN
+                };
+                v.extend_from_slice(&row);
+                v.extend(std::iter::repeat_n(pad, self.lp() - self.l));
+            }
         }
         v.extend(self.descending.iter().map(|&d| i32::from(d)));
         v.iter().flat_map(|x| x.to_le_bytes()).collect()
@@ -63,7 +95,8 @@ impl RequantSpec {
 
 pub(crate) fn emit_requantize(b: &mut FunctionBuilder, s: &RequantSpec, p: &Params) {
     let lp = s.lp();
-    let flags_off = (s.c * lp * 4) as i64;
+    let row = s.row();
+    let flags_off = (s.c * row * 4) as i64;
     let base_level = s.qmin - (lp - s.l) as i64;
     let esize = s.out.size() as i64;
     let inner = s.inner;
@@ -73,7 +106,7 @@ pub(crate) fn emit_requantize(b: &mut FunctionBuilder, s: &RequantSpec, p: &Para
             let plane = b.ins().iadd(plane, ch);
             let ap = addr(b, p.a, plane, (inner * 4) as i64);
             let yp = addr(b, p.out, plane, inner as i64 * esize);
-            let t = addr(b, p.k, ch, (lp * 4) as i64);
+            let t = addr(b, p.k, ch, (row * 4) as i64);
             let fp = addr(b, p.k, ch, 4);
             let flag = b.ins().load(types::I32, mf(), fp, flags_off as i32);
             let asc = b.create_block();
@@ -85,6 +118,18 @@ pub(crate) fn emit_requantize(b: &mut FunctionBuilder, s: &RequantSpec, p: &Para
                 (desc, IntCC::SignedGreaterThanOrEqual),
             ] {
                 b.switch_to_block(blk);
+                if s.two_level() {
+                    let desc = cc == IntCC::SignedGreaterThanOrEqual;
+                    counted_const(b, inner, |b, i| {
+                        let a = addr(b, ap, i, 4);
+                        let acc = b.ins().load(types::I32, mf(), a, 0);
+                        let n = search(b, (s.l, s.qmin), t, acc, desc);
+                        let o = addr(b, yp, i, esize);
+                        store_elem(b, s.out, n, o, 0);
+                    });
+                    b.ins().jump(join, &[]);
+                    continue;
+                }
                 counted_const(b, inner, |b, i| {
                     let a = addr(b, ap, i, 4);
                     let acc = b.ins().load(types::I32, mf(), a, 0);
@@ -105,6 +150,68 @@ pub(crate) fn emit_requantize(b: &mut FunctionBuilder, s: &RequantSpec, p: &Para
             b.switch_to_block(join);
         });
     });
+}
+
+/// How many of the 16 thresholds at `t` satisfy the search predicate (`sv`: `acc`
+/// splatted): `T < acc` when `desc`, else `T <= acc`, counted as 16 minus the lanes
+/// with `T > acc` (one `pcmpgtd` either way). Four `i32x4` compares, the masks
+/// narrowed to bytes, their sign bits counted.
+fn count16(b: &mut FunctionBuilder, desc: bool, t: Value, off: i32, sv: Value) -> Value {
+    let cc = if desc {
+        IntCC::SignedLessThan
+    } else {
+        IntCC::SignedGreaterThan
+    };
+    let m: Vec<Value> = (0..4)
+        .map(|i| {
+            let tv = b.ins().load(types::I32X4, mf(), t, off + 16 * i);
+            b.ins().icmp(cc, tv, sv)
+        })
+        .collect();
+    let n01 = b.ins().snarrow(m[0], m[1]);
+    let n23 = b.ins().snarrow(m[2], m[3]);
+    let n = b.ins().snarrow(n01, n23);
+    let bits = b.ins().vhigh_bits(types::I32, n);
+    let k = b.ins().popcnt(bits);
+    if desc {
+        k
+    } else {
+        let k = b.ins().ineg(k);
+        b.ins().iadd_imm_s(k, 16)
+    }
+}
+
+/// The level of `acc` (i32) against a two-level row at `t` (see [`RequantSpec::consts`]):
+/// `qmin + #{T <= acc}`, or `qmin + l − #{T < acc}` when `desc`. The bucket count `c1`
+/// (bucket ends satisfying the predicate) picks the bucket whose 16 thresholds are
+/// counted next: the predicate holds on a prefix of the sorted row, so the count is
+/// `16·c1 +` the bucket's count. Pads (`i32::MAX`) never satisfy `T < acc`; they
+/// satisfy `T <= acc` only when `acc = i32::MAX`, and then all `SLOTS − l` of them,
+/// which are subtracted.
+fn search(
+    b: &mut FunctionBuilder,
+    (l, qmin): (usize, i64),
+    t: Value,
+    acc: Value,
+    desc: bool,
+) -> Value {
+    let sv = b.ins().splat(types::I32X4, acc);
+    let c1 = count16(b, desc, t, 0, sv);
+    let c1w = b.ins().uextend(types::I64, c1);
+    let bucket = addr(b, t, c1w, 64);
+    let c2 = count16(b, desc, bucket, 64, sv);
+    let hi = b.ins().ishl_imm_u(c1, 4);
+    let n = b.ins().iadd(hi, c2);
+    if desc {
+        let n = b.ins().ineg(n);
+        b.ins().iadd_imm_s(n, qmin + l as i64)
+    } else {
+        let top = iconst_ty(b, types::I32, i64::from(i32::MAX));
+        let at_top = b.ins().icmp(IntCC::Equal, acc, top);
+        let pads = b.ins().iadd_imm_s(n, -((SLOTS - l) as i64));
+        let n = b.ins().select(at_top, pads, n);
+        b.ins().iadd_imm_s(n, qmin)
+    }
 }
 
 /// A same-shape `scaled_add`.

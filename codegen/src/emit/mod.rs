@@ -1,5 +1,5 @@
 //! Cranelift plumbing shared by every kernel: the JIT module, the one kernel signature,
-//! counted loops, element loads and the widening dot-product tree.
+//! counted loops, element loads and stores, and small vector helpers.
 //!
 //! Every kernel is `extern "C" fn(n: i64, a: *const u8, b: *const u8, out: *mut u8,
 //! k: *const u8, scratch: *mut u8)`: `n` is the runtime extent of axis 0 (the batch),
@@ -14,6 +14,7 @@
 //! SSA is built by `cranelift-frontend`; every block is sealed once the body is complete.
 
 pub(crate) mod conv;
+pub(crate) mod dense;
 pub(crate) mod misc;
 
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -234,37 +235,6 @@ pub(crate) fn hsum(b: &mut FunctionBuilder, v: Value) -> Value {
     let s01 = b.ins().iadd(l[0], l[1]);
     let s23 = b.ins().iadd(l[2], l[3]);
     b.ins().iadd(s01, s23)
-}
-
-/// `acc + dot4(w, x)`: the i8x16 widening dot-accumulate tree that Cranelift's x64
-/// backend folds into one `vpdpbusd` on AVX-VNNI hosts when `x` is unsigned. Lane `j`
-/// of the result adds the products of bytes `4j..4j+4`; each i8·u8 (or i8·i8) product
-/// fits i16 exactly, so only the final i32 sum can wrap (see `conv.rs` for why it
-/// cannot).
-pub(crate) fn dot_acc(
-    b: &mut FunctionBuilder,
-    w: Value,
-    x: Value,
-    acc: Value,
-    signed: bool,
-) -> Value {
-    let (xl, xh) = if signed {
-        (b.ins().swiden_low(x), b.ins().swiden_high(x))
-    } else {
-        (b.ins().uwiden_low(x), b.ins().uwiden_high(x))
-    };
-    let wl = b.ins().swiden_low(w);
-    let wh = b.ins().swiden_high(w);
-    let lo = b.ins().imul(wl, xl);
-    let hi = b.ins().imul(wh, xh);
-    let lo_l = b.ins().swiden_low(lo);
-    let lo_h = b.ins().swiden_high(lo);
-    let plo = b.ins().iadd_pairwise(lo_l, lo_h);
-    let hi_l = b.ins().swiden_low(hi);
-    let hi_h = b.ins().swiden_high(hi);
-    let phi = b.ins().iadd_pairwise(hi_l, hi_h);
-    let s = b.ins().iadd_pairwise(plo, phi);
-    b.ins().iadd(s, acc)
 }
 
 /// A vector of type `ty` with every lane `v` (an integer of the lane type).
