@@ -3,53 +3,8 @@
 //! not a panic or a signal, and no large allocation (the process runs under a 2 GiB
 //! address-space limit, so an attempt to allocate for a 10^12-element tensor would abort).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("fqc-bad-input-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Runs `fqc ARGS` under an address-space limit and checks the one-line failure.
-fn fails_with(args: &[&str], expected: &[&str]) {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg("ulimit -v 2097152; exec \"$0\" \"$@\"")
-        .arg(env!("CARGO_BIN_EXE_fqc"))
-        .args(args)
-        .output()
-        .expect("spawn fqc");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "fqc {args:?}: status {:?}, stderr:\n{stderr}",
-        out.status
-    );
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "fqc {args:?}: expected one error line, got:\n{stderr}"
-    );
-    assert!(lines[0].starts_with("error: "), "{stderr}");
-    for word in expected {
-        assert!(
-            lines[0].contains(word),
-            "fqc {args:?}: `{word}` missing from: {}",
-            lines[0]
-        );
-    }
-}
+mod common;
+use common::*;
 
 fn bad(name: &str) -> String {
     repo()
@@ -62,9 +17,9 @@ fn bad(name: &str) -> String {
 #[test]
 fn truncated_model() {
     let good = std::fs::read(repo().join("examples/mnist/mnist_cnn.onnx")).unwrap();
-    let path = scratch("truncated").join("truncated.onnx");
+    let path = scratch("bad-input", "truncated").join("truncated.onnx");
     std::fs::write(&path, &good[..good.len() / 2]).unwrap();
-    fails_with(&["inspect", path.to_str().unwrap()], &["truncated.onnx"]);
+    fails(&["inspect", path.to_str().unwrap()], &["truncated.onnx"]);
 }
 
 #[test]
@@ -79,14 +34,14 @@ fn random_bytes() {
             s as u8
         })
         .collect();
-    let path = scratch("random").join("random.onnx");
+    let path = scratch("bad-input", "random").join("random.onnx");
     std::fs::write(&path, bytes).unwrap();
-    fails_with(&["inspect", path.to_str().unwrap()], &["random.onnx"]);
+    fails(&["inspect", path.to_str().unwrap()], &["random.onnx"]);
 }
 
 #[test]
 fn unknown_op() {
-    fails_with(
+    fails(
         &["inspect", &bad("unknown_op.onnx")],
         &["HardSwish", "/act/HardSwish"],
     );
@@ -94,7 +49,7 @@ fn unknown_op() {
 
 #[test]
 fn unsupported_attribute() {
-    fails_with(
+    fails(
         &["inspect", &bad("unsupported_attribute.onnx")],
         &["/conv/Conv", "auto_pad"],
     );
@@ -102,12 +57,12 @@ fn unsupported_attribute() {
 
 #[test]
 fn huge_shape() {
-    fails_with(&["inspect", &bad("huge_shape.onnx")], &["`w`"]);
+    fails(&["inspect", &bad("huge_shape.onnx")], &["`w`"]);
 }
 
 #[test]
 fn huge_constant_of_shape() {
-    fails_with(
+    fails(
         &["inspect", &bad("huge_constant_of_shape.onnx")],
         &["/big/ConstantOfShape"],
     );
@@ -115,21 +70,21 @@ fn huge_constant_of_shape() {
 
 #[test]
 fn negative_dims() {
-    fails_with(&["inspect", &bad("negative_dims.onnx")], &["`w`", "-1"]);
+    fails(&["inspect", &bad("negative_dims.onnx")], &["`w`", "-1"]);
 }
 
 #[test]
 fn short_raw_data() {
-    fails_with(&["inspect", &bad("short_raw_data.onnx")], &["`w`"]);
+    fails(&["inspect", &bad("short_raw_data.onnx")], &["`w`"]);
 }
 
 #[test]
 fn external_data_outside_model_folder() {
-    fails_with(
+    fails(
         &["inspect", &bad("external_escape.onnx")],
         &["`w`", "../../secret.bin"],
     );
-    fails_with(
+    fails(
         &["inspect", &bad("external_absolute.onnx")],
         &["`w`", "/etc/passwd"],
     );
@@ -137,12 +92,12 @@ fn external_data_outside_model_folder() {
 
 #[test]
 fn symbolic_spatial_dimension() {
-    fails_with(&["inspect", &bad("symbolic_height.onnx")], &["`x`", "H"]);
+    fails(&["inspect", &bad("symbolic_height.onnx")], &["`x`", "H"]);
 }
 
 #[test]
 fn missing_file() {
-    fails_with(
+    fails(
         &["inspect", "/nonexistent/model.onnx"],
         &["/nonexistent/model.onnx"],
     );
@@ -150,14 +105,14 @@ fn missing_file() {
 
 #[test]
 fn wrong_input_shape_to_run() {
-    let dir = scratch("wrong-shape");
+    let dir = scratch("bad-input", "wrong-shape");
     let x = fqc_ir::Tensor::f32(vec![2, 1, 14, 28], vec![0.0; 2 * 14 * 28]).unwrap();
     let input = dir.join("x.npy");
     std::fs::write(&input, fqc_dataset::npy::write(&x)).unwrap();
     let output = dir.join("y.npy");
     std::fs::write(&output, b"keep me").unwrap();
     let model = repo().join("examples/mnist/mnist_cnn.onnx");
-    fails_with(
+    fails(
         &[
             "run",
             model.to_str().unwrap(),
@@ -174,11 +129,11 @@ fn wrong_input_shape_to_run() {
 
 #[test]
 fn corrupt_npy_input_to_run() {
-    let dir = scratch("corrupt-npy");
+    let dir = scratch("bad-input", "corrupt-npy");
     let input = dir.join("x.npy");
     std::fs::write(&input, b"\x93NUMPY\x01\x00garbage").unwrap();
     let model = repo().join("examples/mnist/mnist_cnn.onnx");
-    fails_with(
+    fails(
         &[
             "run",
             model.to_str().unwrap(),

@@ -2,28 +2,10 @@
 //! logits, `eval` reports the bundled MNIST CNN's accuracy (≥ 98%, the bar),
 //! `inspect` prints IR that parses back, and every subcommand has `--help`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+use common::*;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn fqc(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_fqc"))
-        .args(args)
-        .output()
-        .expect("spawn fqc");
-    assert!(
-        out.status.success(),
-        "fqc {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+use std::path::Path;
 
 fn npy(path: &Path) -> fqc_ir::Tensor {
     fqc_dataset::npy::read(&std::fs::read(path).unwrap()).unwrap()

@@ -3,63 +3,14 @@
 //! nothing; bad pass names, missing calibration data, a corrupt artifact and an output
 //! path equal to the input each end in one `error:` line.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+use common::*;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn path(rel: &str) -> String {
-    repo().join(rel).display().to_string()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("fqc-compile-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn fqc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fqc"))
-        .args(args)
-        .output()
-        .expect("spawn fqc")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = fqc(args);
-    assert!(
-        out.status.success(),
-        "fqc {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Checks `fqc ARGS` exits 1 with exactly one `error:` line containing `words`.
-fn fails(args: &[&str], words: &[&str]) {
-    let out = fqc(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "fqc {args:?}: {stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "fqc {args:?}: one error line expected:\n{stderr}"
-    );
-    assert!(lines[0].starts_with("error: "), "{stderr}");
-    for w in words {
-        assert!(lines[0].contains(w), "`{w}` missing from: {}", lines[0]);
-    }
-}
+use std::path::Path;
 
 #[test]
 fn compiles_mnist_ternary_a4_to_an_integer_only_artifact() {
-    let dir = scratch("t4");
+    let dir = scratch("compile", "t4");
     let out = dir.join("mnist_t4.fqc");
     let o = out.to_str().unwrap();
     let model = path("examples/mnist/mnist_cnn.onnx");
@@ -123,7 +74,7 @@ fn top1(eval: &str) -> f64 {
 
 #[test]
 fn w8a8_artifact_keeps_the_float_accuracy() {
-    let dir = scratch("w8a8");
+    let dir = scratch("compile", "w8a8");
     let out = dir.join("mnist_w8a8.fqc");
     let o = out.to_str().unwrap();
     let data = path("examples/mnist/mnist10k.npz");
@@ -150,7 +101,7 @@ fn w8a8_artifact_keeps_the_float_accuracy() {
 
 #[test]
 fn stop_after_prints_ir_and_writes_nothing() {
-    let dir = scratch("stop");
+    let dir = scratch("compile", "stop");
     let out = dir.join("never.fqc");
     let text = ok(&[
         "compile",
@@ -176,7 +127,7 @@ fn stop_after_prints_ir_and_writes_nothing() {
 
 #[test]
 fn bad_requests_are_one_error_line() {
-    let dir = scratch("bad");
+    let dir = scratch("compile", "bad");
     let out = dir.join("x.fqc");
     let o = out.to_str().unwrap();
     let model = path("examples/mnist/mnist_cnn.onnx");

@@ -4,36 +4,10 @@
 //! same accuracy on both engines, `bench` prints its figures, and a float model given
 //! to `bench` is one clear error.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+use common::*;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn path(rel: &str) -> String {
-    repo().join(rel).display().to_string()
-}
-
-fn fqc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fqc"))
-        .args(args)
-        .output()
-        .expect("spawn fqc")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = fqc(args);
-    assert!(
-        out.status.success(),
-        "fqc {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use std::path::Path;
 
 /// The top-1 figure and engine of an `fqc eval` line.
 fn top1(eval: &str) -> (&str, &str) {
