@@ -7,12 +7,15 @@ mod common;
 
 use common::{dtype_graph, float_graph, quant_graph, ternary_conv_layer};
 use fqc_ir::{text::print, Graph, Op, F32};
+use fqc_runtime::artifact::encoding::{decode, PayloadEncoding};
+use fqc_runtime::artifact::pack::pack;
 use fqc_runtime::artifact::schema::{
     op_proto::Kind, value_proto::Def, ConstProto, DTypeProto, ElemKind, GraphProto, TypeProto,
     ValueProto, END_MARKER,
 };
 use fqc_runtime::artifact::{
-    frame, load, load_file, save, save_file, try_save, ArtifactError, FORMAT_VERSION, HEADER_LEN,
+    checksum, frame, load, load_file, save, save_file, try_save, ArtifactError, FORMAT_VERSION,
+    HEADER_LEN, MAGIC, MIN_FORMAT_VERSION,
 };
 use proptest::prelude::*;
 use prost::Message;
@@ -130,7 +133,7 @@ fn elided_payloads_round_trip_as_elided() {
 }
 
 #[test]
-fn ternary_layer_is_at_most_a_fourteenth_of_f32() {
+fn ternary_layer_is_at_most_an_eighteenth_of_f32() {
     let bytes = save(&ternary_conv_layer());
     let f32_payload = 64 * 64 * 3 * 3 * 4;
     let ratio = bytes.len() as f64 / f32_payload as f64;
@@ -140,11 +143,114 @@ fn ternary_layer_is_at_most_a_fourteenth_of_f32() {
         bytes.len(),
         1.0 / ratio
     );
-    // The whole artifact (weights, 64 f32 scales, 64 i32 biases, graph, header) fits.
+    // The whole artifact (weights at 1.6 bits, 64 f32 scales, 64 i32 biases, graph,
+    // header) fits.
+    assert!(bytes.len() <= f32_payload / 18, "{} bytes", bytes.len());
+}
+
+/// Frames `body` with an explicit format version (`frame` writes the current one).
+fn frame_version(version: u32, body: &[u8]) -> Vec<u8> {
+    let mut out = MAGIC.to_vec();
+    out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&checksum(body).to_le_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// The format-1 body of `g`: every payload re-encoded `Plain` (what fqc 1 wrote).
+fn version1_body(g: &Graph) -> GraphProto {
+    let mut p = body(&save(g));
+    for v in &mut p.values {
+        let ty = v.ty.clone().unwrap();
+        if let Some(Def::Const(c)) = &mut v.def {
+            let Some(bytes) = &c.payload else { continue };
+            let dtype = match ElemKind::try_from(ty.dtype.unwrap().kind).unwrap() {
+                ElemKind::F32 => fqc_ir::DType::F32,
+                ElemKind::I32 => fqc_ir::DType::I32,
+                ElemKind::I64 => fqc_ir::DType::I64,
+                ElemKind::Ternary => fqc_ir::DType::Ternary,
+                k => fqc_ir::DType::int(k == ElemKind::SInt, ty.dtype.unwrap().bits as u8).unwrap(),
+            };
+            let n: u64 = ty.dims.iter().map(|&d| d as u64).product();
+            let row = ty.dims.last().map_or(1, |&d| d as u64);
+            let enc = PayloadEncoding::try_from(c.encoding).unwrap();
+            let data = decode(enc, dtype, n, row, bytes).unwrap();
+            c.payload = Some(pack(dtype, &data).unwrap());
+            c.encoding = PayloadEncoding::Plain as i32;
+        }
+    }
+    p
+}
+
+#[test]
+fn format_1_files_still_load() {
+    assert_eq!((MIN_FORMAT_VERSION, FORMAT_VERSION), (1, 2));
+    for g in graphs() {
+        let p = version1_body(&g);
+        let v1 = frame_version(1, &p.encode_to_vec());
+        let back = load(&v1).unwrap_or_else(|e| panic!("{}: {e}", g.name));
+        assert!(back == g.compact(), "{}", g.name);
+        // Re-saving writes the current format, which is smaller.
+        let v2 = save(&back);
+        assert_eq!(v2[8..12], FORMAT_VERSION.to_le_bytes());
+        assert!(
+            v2.len() <= v1.len(),
+            "{}: {} > {}",
+            g.name,
+            v2.len(),
+            v1.len()
+        );
+    }
+}
+
+#[test]
+fn format_2_encodings_are_used_and_refused_in_format_1() {
+    let bytes = save(&ternary_conv_layer());
+    let p = body(&bytes);
+    let encodings: Vec<i32> = p
+        .values
+        .iter()
+        .filter_map(|v| match &v.def {
+            Some(Def::Const(c)) => Some(c.encoding),
+            _ => None,
+        })
+        .collect();
     assert!(
-        bytes.len() <= f32_payload / 14 + 64,
-        "{} bytes",
-        bytes.len()
+        encodings.contains(&(PayloadEncoding::Trits as i32)),
+        "{encodings:?}"
+    );
+    // The same body labelled format 1 is corrupt, naming the encoding.
+    let err = load(&frame_version(1, &bytes[HEADER_LEN..])).unwrap_err();
+    assert!(matches!(err, ArtifactError::Corrupt(_)), "{err}");
+    assert!(
+        err.to_string().contains("does not exist in format 1"),
+        "{err}"
+    );
+    // An unknown encoding is corrupt in any format.
+    let mut q = p.clone();
+    for v in &mut q.values {
+        if let Some(Def::Const(c)) = &mut v.def {
+            c.encoding = 9;
+        }
+    }
+    let err = load(&reframe(&q)).unwrap_err();
+    assert!(
+        err.to_string().contains("unknown payload encoding 9"),
+        "{err}"
+    );
+    // An encoding that does not fit the dtype (trits on f32 scales) is corrupt.
+    let mut q = p.clone();
+    for v in &mut q.values {
+        if let Some(Def::Const(c)) = &mut v.def {
+            c.encoding = PayloadEncoding::Trits as i32;
+        }
+    }
+    let err = load(&reframe(&q)).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("trits payload encoding does not apply"),
+        "{err}"
     );
 }
 
@@ -244,12 +350,16 @@ fn newer_version_is_named() {
     let err = load(&bytes).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "this .fqc was written by a newer fqc (format 2, this fqc reads up to 1)"
+        format!(
+            "this .fqc was written by a newer fqc (format {}, this fqc reads up to {})",
+            FORMAT_VERSION + 1,
+            FORMAT_VERSION
+        )
     );
     // Even a newer file too short for this version's header is reported as newer.
     assert!(matches!(
         load(&bytes[..12]),
-        Err(ArtifactError::NewerVersion { found: 2, .. })
+        Err(ArtifactError::NewerVersion { found, .. }) if found == FORMAT_VERSION + 1
     ));
     bytes[8..12].copy_from_slice(&0u32.to_le_bytes());
     assert!(matches!(load(&bytes), Err(ArtifactError::Corrupt(_))));
@@ -314,7 +424,11 @@ fn const_graph(dims: Vec<i64>, payload: Option<Vec<u8>>) -> GraphProto {
                 scale: None,
             }),
             name: None,
-            def: Some(Def::Const(ConstProto { digest: 0, payload })),
+            def: Some(Def::Const(ConstProto {
+                digest: 0,
+                payload,
+                encoding: 0,
+            })),
         }],
         outputs: vec![0],
         end: END_MARKER,
@@ -387,19 +501,33 @@ fn structural_corruption_is_a_clear_error() {
     let e = load(&reframe(&p)).unwrap_err().to_string();
     assert!(e.contains("value %0: has no definition"), "{e}");
 
-    // A payload one byte short.
-    let mut p = good.clone();
-    let c = p
-        .values
-        .iter_mut()
-        .find_map(|v| match &mut v.def {
-            Some(Def::Const(c)) if c.payload.as_ref().is_some_and(|b| b.len() > 4) => Some(c),
-            _ => None,
-        })
-        .unwrap();
-    c.payload.as_mut().unwrap().pop();
-    let e = load(&reframe(&p)).unwrap_err().to_string();
-    assert!(e.contains("payload") && e.contains("must be"), "{e}");
+    // A payload one byte short: plain ones name the exact length, the others are
+    // reported as ending early (or, cut inside packed bits, as a bad length/padding).
+    for plain in [true, false] {
+        let mut p = good.clone();
+        let c = p
+            .values
+            .iter_mut()
+            .find_map(|v| match &mut v.def {
+                Some(Def::Const(c))
+                    if c.payload.as_ref().is_some_and(|b| b.len() > 4)
+                        && (c.encoding == 0) == plain =>
+                {
+                    Some(c)
+                }
+                _ => None,
+            })
+            .unwrap();
+        c.payload.as_mut().unwrap().pop();
+        let e = load(&reframe(&p)).unwrap_err().to_string();
+        assert!(
+            e.contains("corrupt .fqc file: value %") && e.contains("payload"),
+            "{e}"
+        );
+        if plain {
+            assert!(e.contains("must be"), "{e}");
+        }
+    }
 }
 
 #[test]

@@ -34,6 +34,9 @@ fn build(dir: &Path, src: &Path) -> PathBuf {
         .arg(mnist::root().join("runtime/include"))
         .arg("-L")
         .arg(&lib)
+        // DT_RPATH (not RUNPATH) so this run's cdylib wins over a stale one that
+        // cargo's LD_LIBRARY_PATH (target/debug) may hold from an earlier `cargo build`.
+        .arg("-Wl,--disable-new-dtags")
         .arg(format!("-Wl,-rpath,{}", lib.display()))
         .arg("-lfqc_runtime")
         .arg("-o")

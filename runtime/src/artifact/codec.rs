@@ -2,9 +2,11 @@
 //!
 //! **Encoding** writes a graph's values in id order (value `%k` is entry `k`), each with
 //! its type, optional name and definition; nodes carry op, operand ids and node name;
-//! constants carry their digest and packed payload. The saver passes the *compacted*
-//! graph (`Graph::compact`), whose value ids are the text format's numbering and whose
-//! node order is its schedule, so nodes are stored in schedule order. Every lookup is
+//! constants carry their digest and encoded payload (`encoding`: the smallest of the
+//! encodings that apply to the dtype; format 1 files have only `Plain` ones). The saver
+//! passes the *compacted* graph (`Graph::compact`), whose value ids are the text
+//! format's numbering and whose node order is its schedule, so nodes are stored in
+//! schedule order. Every lookup is
 //! bounds-checked, so encoding never panics even on a graph that fails `verify`; such
 //! an artifact simply fails to load.
 //!
@@ -18,8 +20,9 @@
 //! * every value's element count (per batch item) is computed with checked arithmetic
 //!   and must be at most [`MAX_TENSOR_ELEMENTS`]; constants' counts also add up to at
 //!   most [`MAX_TOTAL_ELEMENTS`];
-//! * a payload's byte length must be exactly what its type needs (`pack::unpack`), so
-//!   unpacked storage is bounded by the file size.
+//! * a payload must decode to exactly its type's element count with no bytes left over
+//!   (`encoding::decode`; lengths are checked before allocating), so decoded storage is
+//!   bounded by a constant times the file size.
 //!
 //! Everything semantic (types matching each op's rule, topological order, digests
 //! matching payloads, scales valid, elements in range) is then checked by
@@ -27,12 +30,13 @@
 
 use std::sync::Arc;
 
-use fqc_ir::{ConstData, Graph, Tensor, Value, ValueDef};
+use fqc_ir::{ConstData, Dim, Graph, Shape, Tensor, Value, ValueDef};
 
 use super::convert::{op_from_proto, op_to_proto, type_from_proto, type_to_proto};
-use super::pack;
+use super::encoding;
 use super::schema::{
-    value_proto::Def, ConstProto, GraphProto, NodeProto, Unit, ValueProto, END_MARKER,
+    value_proto::Def, ConstProto, GraphProto, NodeProto, PayloadEncoding, Unit, ValueProto,
+    END_MARKER,
 };
 use super::{ArtifactError, MAX_TENSOR_ELEMENTS, MAX_TOTAL_ELEMENTS};
 
@@ -45,14 +49,19 @@ pub(crate) fn encode(g: &Graph) -> GraphProto {
                 ValueDef::Input(_) => Some(Def::Input(Unit {})),
                 ValueDef::Const(c) => (c.index() < g.num_consts()).then(|| {
                     let data = g.const_data(c);
+                    // A payload that cannot be packed (only in a graph failing `verify`)
+                    // is written empty and plain, so loading it reports the length.
+                    let (encoding, payload) = match data.tensor.as_ref().map(|t| {
+                        encoding::encode(info.ty.dtype, row_len(&info.ty.shape), &t.data)
+                            .unwrap_or((PayloadEncoding::Plain, Vec::new()))
+                    }) {
+                        Some((e, p)) => (e, Some(p)),
+                        None => (PayloadEncoding::Plain, None),
+                    };
                     Def::Const(ConstProto {
                         digest: data.digest,
-                        // A payload that cannot be packed (only in a graph failing
-                        // `verify`) is written empty, so loading it reports the length.
-                        payload: data
-                            .tensor
-                            .as_ref()
-                            .map(|t| pack::pack(info.ty.dtype, &t.data).unwrap_or_default()),
+                        payload,
+                        encoding: encoding as i32,
                     })
                 }),
                 ValueDef::Node(n) => (n.index() < g.num_nodes()).then(|| {
@@ -79,13 +88,23 @@ pub(crate) fn encode(g: &Graph) -> GraphProto {
     }
 }
 
+/// The length of a constant's rows for row-wise encodings: its last extent (1 for a
+/// scalar, 0 for a symbolic one, which no constant has).
+fn row_len(shape: &Shape) -> u64 {
+    match shape.0.last() {
+        None => 1,
+        Some(Dim::Fixed(n)) => *n,
+        Some(Dim::Batch) => 0,
+    }
+}
+
 fn corrupt(k: usize, msg: impl std::fmt::Display) -> ArtifactError {
     ArtifactError::Corrupt(format!("value %{k}: {msg}"))
 }
 
-/// Rebuilds a graph from `p` with the structural and size checks of the module docs
-/// (not yet `verify`).
-pub(crate) fn decode(p: &GraphProto) -> Result<Graph, ArtifactError> {
+/// Rebuilds a graph from `p`, a body of format `version`, with the structural and size
+/// checks of the module docs (not yet `verify`).
+pub(crate) fn decode(p: &GraphProto, version: u32) -> Result<Graph, ArtifactError> {
     if p.end != END_MARKER {
         return Err(ArtifactError::Corrupt(
             "the graph message is incomplete (its end marker is missing)".into(),
@@ -129,11 +148,23 @@ pub(crate) fn decode(p: &GraphProto) -> Result<Graph, ArtifactError> {
                         "constants up to %{k} hold more than {MAX_TOTAL_ELEMENTS} elements"
                     )));
                 }
+                let encoding = PayloadEncoding::try_from(c.encoding)
+                    .map_err(|_| corrupt(k, format!("unknown payload encoding {}", c.encoding)))?;
+                if version < 2 && encoding != PayloadEncoding::Plain {
+                    return Err(corrupt(
+                        k,
+                        format!(
+                            "payload encoding {} does not exist in format {version}",
+                            encoding.name()
+                        ),
+                    ));
+                }
                 let tensor = match &c.payload {
                     None => None,
                     Some(bytes) => {
-                        let data = pack::unpack(ty.dtype, numel, bytes)
-                            .map_err(|e| corrupt(k, format!("payload: {e}")))?;
+                        let data =
+                            encoding::decode(encoding, ty.dtype, numel, row_len(&ty.shape), bytes)
+                                .map_err(|e| corrupt(k, format!("payload: {e}")))?;
                         let shape = ty.shape.resolve(1);
                         Some(Arc::new(Tensor { shape, data }))
                     }

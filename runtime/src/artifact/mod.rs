@@ -6,7 +6,7 @@
 //! ```text
 //! offset  size  field
 //!      0     8  magic  89 'F' 'Q' 'C' '\r' '\n' 1A '\n'
-//!      8     4  format version, u32 little-endian (this fqc writes and reads 1)
+//!      8     4  format version, u32 little-endian (this fqc writes 2, reads 1 and 2)
 //!     12     8  body length in bytes, u64 little-endian
 //!     20     8  FNV-1a 64 checksum of the body, u64 little-endian
 //!     28     …  body: a prost-encoded `schema::GraphProto`
@@ -16,7 +16,19 @@
 //! mangled by a text-mode transfer fail the magic check instead of decoding wrongly.
 //! The version comes right after it and is checked before anything else is read, so a
 //! newer fqc may change everything after it. Constant payloads inside the body are
-//! packed (`pack`): ternary at 2 bits, `uB`/`iB` at B bits, wide types little-endian.
+//! encoded (`encoding`): ternary in base 3 (five weights per byte), `i32` thresholds as
+//! bit-packed second differences per row, small-range integers at their range's width,
+//! anything else packed plainly (`pack`: `uB`/`iB` at B bits, wide types
+//! little-endian).
+//!
+//! # Versions
+//!
+//! * 1: every payload `Plain` (ternary at 2 bits, `i32` at 32 bits).
+//! * 2: adds `ConstProto.encoding` (`Trits`, `Delta2`, `Narrow`); a version-1 reader
+//!   would ignore that field and misread the payloads, hence the new version.
+//!
+//! This fqc reads both (a version-1 body is a version-2 body whose payloads are all
+//! `Plain`; a non-`Plain` encoding in a version-1 file is corrupt) and writes 2.
 //!
 //! # Why loading is safe on any input
 //!
@@ -27,10 +39,11 @@
 //! proportion to the input) and the body's end marker (so a body cut between two
 //! fields, which protobuf alone would accept, is still rejected), the structural and
 //! size checks of `codec` (ids in range, per-tensor and total element caps with checked
-//! arithmetic, exact payload lengths, all before allocating), and finally `fqc_ir::verify`, so the returned graph satisfies
-//! every IR invariant; a graph that decodes but is semantically broken is an
-//! [`ArtifactError::Invalid`] naming the node. No step indexes unchecked or recurses on
-//! input-controlled depth.
+//! arithmetic, payload lengths bounding the element counts, all before allocating;
+//! strict payload decoding: exact counts, no trailing bytes), and finally
+//! `fqc_ir::verify`, so the returned graph satisfies every IR invariant; a graph that
+//! decodes but is semantically broken is an [`ArtifactError::Invalid`] naming the node.
+//! No step indexes unchecked or recurses on input-controlled depth.
 //!
 //! [`save`] writes the compacted graph (`Graph::compact`: only what the outputs need,
 //! numbered as the text format numbers it), so `text::print(load(save(g)))` equals
@@ -39,6 +52,7 @@
 
 mod codec;
 mod convert;
+pub mod encoding;
 pub mod pack;
 pub mod schema;
 
@@ -52,7 +66,9 @@ use prost::Message;
 /// The first 8 bytes of every `.fqc` file.
 pub const MAGIC: [u8; 8] = *b"\x89FQC\r\n\x1a\n";
 /// The format version this fqc writes, and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this fqc reads.
+pub const MIN_FORMAT_VERSION: u32 = 1;
 /// Bytes before the body: magic, version, body length, checksum.
 pub const HEADER_LEN: usize = 28;
 /// Most elements any one value may have (per batch item).
@@ -166,10 +182,10 @@ pub fn load(bytes: &[u8]) -> Result<Graph, ArtifactError> {
             supported: FORMAT_VERSION,
         });
     }
-    if version == 0 {
-        return Err(ArtifactError::Corrupt(
-            "format version 0 does not exist".into(),
-        ));
+    if version < MIN_FORMAT_VERSION {
+        return Err(ArtifactError::Corrupt(format!(
+            "format version {version} does not exist"
+        )));
     }
     let Some(header) = bytes.get(..HEADER_LEN) else {
         return Err(ArtifactError::Truncated(format!(
@@ -197,7 +213,7 @@ pub fn load(bytes: &[u8]) -> Result<Graph, ArtifactError> {
         return Err(ArtifactError::Checksum { stored, computed });
     }
     let proto = schema::GraphProto::decode(body)?;
-    let g = codec::decode(&proto)?;
+    let g = codec::decode(&proto, version)?;
     fqc_ir::verify(&g).map_err(ArtifactError::Invalid)?;
     Ok(g)
 }

@@ -52,6 +52,38 @@ pub enum PackError {
     /// A ternary element has the unused code `0b10`.
     #[error("ternary element {index} has the invalid code 0b10")]
     TernaryCode { index: usize },
+    /// The payload's encoding does not apply to its dtype.
+    #[error("the {encoding} payload encoding does not apply to {dtype}")]
+    Encoding {
+        dtype: DType,
+        encoding: &'static str,
+    },
+    /// A base-3 ternary byte is not below `3^digits` (243 for a full byte).
+    #[error("ternary byte {index} has the invalid base-3 value {byte}")]
+    TritByte { index: usize, byte: u8 },
+    /// The payload ends inside an element or a header field.
+    #[error("payload of {dtype} ends early")]
+    Truncated { dtype: DType },
+    /// Bytes remain after the last element.
+    #[error("{extra} bytes after the last {dtype} element")]
+    Trailing { dtype: DType, extra: u64 },
+    /// A varint is longer than 5 bytes, overflows `u32` or is not in shortest form.
+    #[error("malformed varint in a {dtype} payload")]
+    Varint { dtype: DType },
+    /// A bit width is not in `1..=32`.
+    #[error("bit width {width} in a {dtype} payload is not in 1..=32")]
+    Width { dtype: DType, width: u32 },
+    /// The payload is too short to hold the declared element count (checked before
+    /// allocating).
+    #[error("a payload of {found} bytes cannot hold {count} {dtype} elements")]
+    Short {
+        dtype: DType,
+        count: u64,
+        found: u64,
+    },
+    /// The element count is not a whole number of rows.
+    #[error("{count} elements are not a whole number of rows of {row_len}")]
+    Rows { count: u64, row_len: u64 },
 }
 
 /// Bits one element of `dtype` takes in a packed payload.

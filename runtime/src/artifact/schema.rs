@@ -16,8 +16,9 @@
 //! definitions, ops and scales). Float attributes are stored as their bit patterns in
 //! `fixed32` fields (not `float`: proto3 omits a float equal to the default `0.0`, which
 //! would turn `-0.0` into `+0.0`), so they round-trip bit for bit (incl. `-0.0`,
-//! infinities and NaN payloads). The schema is format version 1; a change that older
-//! readers would misread must bump [`FORMAT_VERSION`](super::FORMAT_VERSION).
+//! infinities and NaN payloads). The schema is format version 2 (version 1 lacked
+//! [`ConstProto::encoding`], i.e. every payload was `Plain`); a change that older readers
+//! would misread must bump [`FORMAT_VERSION`](super::FORMAT_VERSION).
 
 /// A whole graph.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -70,14 +71,45 @@ pub mod value_proto {
 #[derive(Clone, Copy, PartialEq, Eq, ::prost::Message)]
 pub struct Unit {}
 
-/// A constant: its digest and, unless the graph had the payload elided, its packed
-/// elements (see `pack.rs`; the element type and count come from the value's type).
+/// A constant: its digest and, unless the graph had the payload elided, its encoded
+/// elements (see `encoding.rs`; the element type and count come from the value's type).
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ConstProto {
     #[prost(fixed64, tag = "1")]
     pub digest: u64,
     #[prost(bytes = "vec", optional, tag = "2")]
     pub payload: Option<Vec<u8>>,
+    /// How `payload` is encoded (format 2; absent, i.e. `Plain`, in format 1).
+    #[prost(enumeration = "PayloadEncoding", tag = "3")]
+    pub encoding: i32,
+}
+
+/// How a constant's payload is encoded (see `encoding.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum PayloadEncoding {
+    /// `pack.rs`'s layout: ternary at 2 bits, `uB`/`iB` at B bits, wide types
+    /// little-endian. The only encoding of format 1.
+    Plain = 0,
+    /// Ternary, base 3: five elements per byte.
+    Trits = 1,
+    /// `i32` rows along the last axis: first value, first difference, bit-packed second
+    /// differences.
+    Delta2 = 2,
+    /// Integers as their minimum and bit-packed offsets from it.
+    Narrow = 3,
+}
+
+impl PayloadEncoding {
+    /// The encoding's name, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plain => "plain",
+            Self::Trits => "trits",
+            Self::Delta2 => "delta2",
+            Self::Narrow => "narrow",
+        }
+    }
 }
 
 /// An operation node; its result is the value this node defines.
