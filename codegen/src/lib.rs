@@ -8,7 +8,16 @@
 //! order; [`CompiledGraph::run_in`] does the same in a caller-owned [`Arena`] that is
 //! reused across runs (it grows only for a larger batch), so a steady-state run
 //! allocates no activation buffer: the input `quantize` and output `dequantize` in Rust (`boundary.rs`), every
-//! other node by calling its kernel (`exec.rs`, the crate's only `unsafe`).
+//! other node by calling its kernel (`exec.rs`; the crate's `unsafe` is there and in
+//! `native.rs`).
+//!
+//! **Native kernel.** On a CPU with AVX2 (detected at compile time of the graph), a
+//! `qconv`/`qgemm` with at least 16 output pixels and 2 output channels per group is not
+//! JIT'd: its step calls the Rust `std::arch` AVX2 micro-kernel of `native.rs`
+//! (im2col panel, `vpmaddubsw` summed in i16 where provably exact, else `vpmaddwd`),
+//! which measured faster than the JIT'd forms on those layers
+//! (`reports/jit_forms.md`) and costs no compile time. [`CompileOptions::force_form`]
+//! picks a form explicitly.
 //!
 //! JIT'd nodes: `qconv` (dense form: i16 multiply-add pairs (`pmaddwd`) over 4-output-channel blocks, reading stride-1 rows in place; or ternary add/sub form),
 //! `qgemm` (as a 1×1 `qconv`), `requantize`, same-shape `scaled_add`, `maxpool`,
@@ -22,6 +31,8 @@ mod error;
 #[allow(unsafe_code)]
 mod exec;
 mod lower;
+#[allow(unsafe_code)]
+mod native;
 mod plan;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +51,24 @@ use plan::{BufElem, Kernel, Plan, Step};
 pub struct CompileOptions {
     /// Keep the Cranelift IR text of every kernel ([`CompiledGraph::ir`]).
     pub keep_ir: bool,
+    /// Use this form for every `qconv`/`qgemm` instead of the automatic choice (for
+    /// tests and measurements). A form that cannot apply (ternary code for non-ternary
+    /// weights, the native kernel without AVX2, path A where it would not be exact)
+    /// falls back to the automatic choice (path B for path A).
+    pub force_form: Option<ConvForm>,
+}
+
+/// The code a convolution (`qconv`, or `qgemm` as a 1×1 convolution) gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvForm {
+    /// Native AVX2 kernel, u8 × i8 pairs summed in i16 (`vpmaddubsw`), where exact.
+    NativeA,
+    /// Native AVX2 kernel, i16 × i16 pairs summed in i32 (`vpmaddwd`).
+    NativeB,
+    /// JIT'd dense i16 multiply-add code.
+    Dense,
+    /// JIT'd ternary add/sub code (weights in {-1, 0, 1} only).
+    Ternary,
 }
 
 /// Distinct id of each [`CompiledGraph`], so an [`Arena`] knows whose buffers it holds.
@@ -102,6 +131,7 @@ fn emit_kernel(b: &mut cranelift_frontend::FunctionBuilder, k: &Kernel, p: &emit
         Kernel::Conv(s, Form::Dense) => emit::conv::emit_dense(b, s, p),
         Kernel::Conv(s, Form::Ternary) => emit::conv::emit_ternary(b, s, p),
         Kernel::Requant(s) => emit::misc::emit_requantize(b, s, p),
+        Kernel::Native(_) => unreachable!("native kernels are not JIT'd"),
         Kernel::Add(s) => emit::misc::emit_scaled_add(b, s, p),
         Kernel::Pool(s) => emit::misc::emit_pool(b, s, p),
         Kernel::Global { c, plane, kind, io } => {
@@ -118,17 +148,22 @@ fn kernel_form(k: &Kernel) -> &'static str {
         Kernel::Add(_) => "scaled_add",
         Kernel::Pool(_) => "pool",
         Kernel::Global { .. } => "global_pool",
+        Kernel::Native(nc) => nc.form_name(),
     }
 }
 
 /// Compiles `g` (see the crate docs).
 pub fn compile_with(g: &Graph, opts: &CompileOptions) -> Result<CompiledGraph> {
-    let plan = plan::plan(g)?;
+    let plan = plan::plan(g, opts.force_form)?;
     let mut jit = Jit::new(opts.keep_ir)?;
     let mut ids = Vec::new();
     let mut forms = Vec::new();
     for (i, step) in plan.steps.iter().enumerate() {
         if let Step::Kernel { name, kernel, .. } = step {
+            if let Kernel::Native(nc) = &**kernel {
+                forms.push((name.clone(), nc.form_name()));
+                continue;
+            }
             let id = jit.define(&format!("k{i}"), |b, p| emit_kernel(b, kernel, p))?;
             ids.push((i, id));
             forms.push((name.clone(), kernel_form(kernel)));
@@ -322,6 +357,17 @@ impl CompiledGraph {
                 let mut o = std::mem::take(&mut bufs[*out]);
                 boundary::dequantize(int_elems(&bufs[*x][..nx], e), deq, &mut o[..no]);
                 bufs[*out] = o;
+            }
+            Step::Kernel { kernel, a, out, .. } if matches!(**kernel, Kernel::Native(_)) => {
+                let Kernel::Native(nc) = &**kernel else {
+                    unreachable!()
+                };
+                let n = self.plan.bufs[*out].axis0.resolve(batch as u64) as usize;
+                let (na, no) = (self.bytes(*a, batch), self.bytes(*out, batch));
+                let mut o = std::mem::take(&mut bufs[*out]);
+                let r = native::run(nc, n, &bufs[*a][..na], &mut o[..no], &mut arena.scratch[i]);
+                bufs[*out] = o;
+                r?;
             }
             Step::Kernel {
                 a,

@@ -8,11 +8,13 @@
 
 use fqc_ir::{DType, NodeData, Op, Tensor, TensorData, Window};
 
-use crate::emit::conv::ConvSpec;
+use crate::emit::conv::{ConvSpec, Form};
 use crate::emit::misc::{AddSpec, PoolKind, PoolSpec, RequantSpec};
 use crate::emit::Elem;
 use crate::error::Result;
+use crate::native::{self, NativeConv};
 use crate::plan::{elem_of, BufElem, Kernel, Planner, Step};
+use crate::ConvForm;
 
 fn int_values(t: &Tensor) -> Vec<i64> {
     match &t.data {
@@ -32,6 +34,13 @@ fn spatial(w: &Window) -> ([usize; 2], [usize; 2], [usize; 2], [usize; 4]) {
         w.dilations.map(u),
         w.pads.map(u),
     )
+}
+
+/// Whether the native kernel is expected to beat the JIT forms (measured, see
+/// `reports/jit_forms.md`): enough output pixels per image to fill tiles and enough
+/// output channels per group to fill a register block.
+fn native_pays(s: &ConvSpec) -> bool {
+    s.oh * s.ow >= 16 && s.mg() >= 2
 }
 
 impl Planner<'_> {
@@ -62,9 +71,39 @@ impl Planner<'_> {
         }
     }
 
+    /// The kernel of a convolution: the native kernel (`native.rs`) when the CPU has
+    /// AVX2 and the layer has enough output pixels and channels per group to fill its
+    /// tiles, else a JIT form; or the form forced by the options (a forced form that
+    /// cannot apply falls back to the automatic choice).
+    fn conv_kernel(&self, spec: ConvSpec, ternary_dtype: bool) -> Kernel {
+        let all_ternary = spec.weights.iter().all(|&v| (-1..=1).contains(&v));
+        let jit = |spec: ConvSpec| {
+            let form = spec.form(ternary_dtype);
+            Kernel::Conv(spec, form)
+        };
+        match self.force {
+            Some(ConvForm::Dense) => Kernel::Conv(spec, Form::Dense),
+            Some(ConvForm::Ternary) if all_ternary => Kernel::Conv(spec, Form::Ternary),
+            Some(f @ (ConvForm::NativeA | ConvForm::NativeB)) if native::available() => {
+                match NativeConv::new(spec, f == ConvForm::NativeA) {
+                    Some(nc) => Kernel::Native(nc),
+                    None => unreachable!("AVX2 was detected"),
+                }
+            }
+            _ if native::available() && native_pays(&spec) => {
+                match NativeConv::new(spec.clone(), true) {
+                    Some(nc) => Kernel::Native(nc),
+                    None => jit(spec),
+                }
+            }
+            _ => jit(spec),
+        }
+    }
+
     fn push(&mut self, node: &NodeData, kernel: Kernel, a: usize, b: Option<usize>) -> Result<()> {
         let (elem, bound, consts, scratch) = match &kernel {
             Kernel::Conv(s, f) => (Elem::I32, s.bound(), s.consts(*f), s.scratch_bytes(*f)),
+            Kernel::Native(nc) => (Elem::I32, nc.spec.bound(), Vec::new(), nc.scratch_bytes()),
             Kernel::Requant(r) => {
                 let (lo, hi) = self.g.ty(node.output).dtype.quant_range().unwrap_or((0, 0));
                 (r.out, lo.abs().max(hi.abs()), r.consts(), 0)
@@ -143,8 +182,8 @@ impl Planner<'_> {
                     weights: self.weights(node, wt)?,
                     bias: self.bias(node, m)?,
                 };
-                let form = spec.form(g.ty(node.inputs[1]).dtype == DType::Ternary);
-                self.push(node, Kernel::Conv(spec, form), a, None)
+                let kernel = self.conv_kernel(spec, g.ty(node.inputs[1]).dtype == DType::Ternary);
+                self.push(node, kernel, a, None)
             }
             Op::QGemm { trans_b } => {
                 let (a, e, xmax) = self.int_operand(node, node.inputs[0])?;
@@ -179,8 +218,8 @@ impl Planner<'_> {
                     weights,
                     bias: self.bias(node, n)?,
                 };
-                let form = spec.form(g.ty(node.inputs[1]).dtype == DType::Ternary);
-                self.push(node, Kernel::Conv(spec, form), a, None)
+                let kernel = self.conv_kernel(spec, g.ty(node.inputs[1]).dtype == DType::Ternary);
+                self.push(node, kernel, a, None)
             }
             Op::Requantize { dtype, .. } => {
                 let (a, e, _) = self.int_operand(node, node.inputs[0])?;

@@ -24,6 +24,8 @@ use crate::emit::conv::{ConvSpec, Form};
 use crate::emit::misc::{AddSpec, PoolKind, PoolSpec, RequantSpec};
 use crate::emit::Elem;
 use crate::error::{CodegenError, Result};
+use crate::native::NativeConv;
+use crate::ConvForm;
 
 /// Element storage of a buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +63,8 @@ impl Buf {
 #[derive(Clone, Debug)]
 pub(crate) enum Kernel {
     Conv(ConvSpec, Form),
+    /// A `qconv`/`qgemm` run by the Rust AVX2 kernel (`native.rs`), not JIT'd.
+    Native(NativeConv),
     Requant(RequantSpec),
     Add(AddSpec),
     Pool(PoolSpec),
@@ -136,10 +140,12 @@ pub(crate) struct Planner<'g> {
     pub(crate) buf_of: HashMap<Value, usize>,
     /// Bound on |element| of each integer buffer.
     pub(crate) bound: HashMap<usize, i64>,
+    /// The convolution form asked for by [`crate::CompileOptions::force_form`].
+    pub(crate) force: Option<ConvForm>,
 }
 
 /// Plans `g` (see the module docs).
-pub(crate) fn plan(g: &Graph) -> Result<Plan> {
+pub(crate) fn plan(g: &Graph, force: Option<ConvForm>) -> Result<Plan> {
     fqc_ir::verify(g).map_err(|e| CodegenError::Invalid(e.to_string()))?;
     let mut needed = vec![false; g.num_values()];
     g.outputs().iter().for_each(|v| needed[v.index()] = true);
@@ -161,6 +167,7 @@ pub(crate) fn plan(g: &Graph) -> Result<Plan> {
         },
         buf_of: HashMap::new(),
         bound: HashMap::new(),
+        force,
     };
     for n in live {
         p.node(g.node(n))?;

@@ -7,6 +7,7 @@
 mod common;
 
 use common::*;
+use fqc_codegen::ConvForm;
 use fqc_ir::{DType, Graph, Op, Window};
 
 fn conv_graph(wdt: DType, weights: Vec<i64>) -> Graph {
@@ -31,8 +32,13 @@ fn conv_graph(wdt: DType, weights: Vec<i64>) -> Graph {
     g
 }
 
-fn clif(g: &Graph) -> String {
-    let opts = fqc_codegen::CompileOptions { keep_ir: true };
+/// The IR of `g`'s one kernel, its convolution forced to the JIT form `form` (on an
+/// AVX2 machine the automatic choice would be the native kernel, which has no IR).
+fn clif(g: &Graph, form: ConvForm) -> String {
+    let opts = fqc_codegen::CompileOptions {
+        keep_ir: true,
+        force_form: Some(form),
+    };
     let jit = fqc_codegen::compile_with(g, &opts).expect("compiles");
     assert_eq!(jit.ir().len(), 1, "one kernel");
     jit.ir()[0].1.clone()
@@ -41,7 +47,7 @@ fn clif(g: &Graph) -> String {
 #[test]
 fn ternary_conv_clif() {
     let g = conv_graph(DType::Ternary, vec![1, 0, -1, 1, 0, 0, 1, -1]);
-    let text = clif(&g);
+    let text = clif(&g, ConvForm::Ternary);
     // Channel 0 has three non-zero weights, channel 1 two: five i16x8 tap loads.
     assert_eq!(text.matches("uload8x8").count(), 5, "{text}");
     insta::assert_snapshot!("ternary_conv", text);
@@ -50,7 +56,7 @@ fn ternary_conv_clif() {
 #[test]
 fn dense_conv_clif() {
     let g = conv_graph(int_dtype(true, 8), vec![3, -100, 0, 127, -5, 6, 7, -127]);
-    let text = clif(&g);
+    let text = clif(&g, ConvForm::Dense);
     assert!(
         text.contains("iadd_pairwise") && text.contains("shuffle") && text.contains("uload8x8"),
         "{text}"

@@ -1,6 +1,7 @@
 //! Graph builders and the JIT-vs-interpreter comparison shared by the tests.
 #![allow(dead_code)]
 
+use fqc_codegen::{CompileOptions, ConvForm};
 use fqc_ir::{DType, Dim, Graph, Op, Shape, Tensor, TensorData, TensorType, Value, F32};
 
 /// A tiny deterministic generator (tests draw sizes from proptest, data from this).
@@ -74,20 +75,59 @@ pub fn random_input(rng: &mut Lcg, n: usize, dims: &[usize], dtype: DType) -> Te
     Tensor::f32(shape, data).expect("shape")
 }
 
-/// Runs `g` with the interpreter and the JIT; both must succeed with equal outputs.
+/// Every convolution form the tests run: the automatic choice, then each form forced.
+pub const FORMS: [Option<ConvForm>; 5] = [
+    None,
+    Some(ConvForm::NativeA),
+    Some(ConvForm::NativeB),
+    Some(ConvForm::Dense),
+    Some(ConvForm::Ternary),
+];
+
+/// Runs `g` with the interpreter and the JIT compiled with every form of [`FORMS`];
+/// all must succeed with equal outputs. On an AVX2 machine a forced native form must
+/// really be used for every convolution.
 pub fn check_same(g: &Graph, inputs: &[Tensor]) {
     let want = fqc_ir::interp::run(g, inputs).expect("interpreter runs");
-    let jit = fqc_codegen::compile(g).expect("JIT compiles");
-    let got = jit.run(inputs).expect("JIT runs");
-    assert_eq!(got.len(), want.len());
-    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-        assert_eq!(a.shape, b.shape, "output {i} shape");
-        assert!(
-            a.data == b.data,
-            "output {i} differs:\n jit {:?}\n int {:?}",
-            a.data,
-            b.data
-        );
+    let avx2 = is_avx2();
+    for force in FORMS {
+        let opts = CompileOptions {
+            force_form: force,
+            ..CompileOptions::default()
+        };
+        let jit = fqc_codegen::compile_with(g, &opts).expect("JIT compiles");
+        if avx2 && matches!(force, Some(ConvForm::NativeA | ConvForm::NativeB)) {
+            for (name, form) in jit.kernel_forms() {
+                let conv = name.contains("conv") || name.contains("gemm");
+                assert!(!conv || form.starts_with("native"), "{name}: {form}");
+                if force == Some(ConvForm::NativeB) && conv {
+                    assert_eq!(*form, "native-b", "{name}");
+                }
+            }
+        }
+        let got = jit.run(inputs).expect("JIT runs");
+        assert_eq!(got.len(), want.len());
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(a.shape, b.shape, "output {i} shape ({force:?})");
+            assert!(
+                a.data == b.data,
+                "output {i} differs ({force:?}):\n jit {:?}\n int {:?}",
+                a.data,
+                b.data
+            );
+        }
+    }
+}
+
+/// Whether this machine can run the native kernel.
+pub fn is_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
