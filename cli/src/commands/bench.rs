@@ -1,10 +1,16 @@
-//! `fqc bench MODEL.fqc [--batch N] [--threads N] [--runs 30] [--warmup 5]`: JIT speed.
+//! `fqc bench MODEL.fqc [--batch N] [--threads N] [--runs 30] [--warmup 5] [--min-secs S]
+//! [--json]`: JIT speed.
 //!
 //! Prints the JIT compile time, then, after warm-up runs, the median wall time of one
-//! run of a batch over `--runs` runs, images/s (batch / median) and GMAC/s (the
-//! graph's `qconv` + `qgemm` MACs per image × batch / median). The input is a fixed
-//! pseudo-random image batch (speed does not depend on pixel values). This is a
-//! benchmark to commit as a report, never a timed test.
+//! run of a batch over at least `--runs` timed runs (more if needed to fill at least
+//! `--min-secs` seconds of timing, as the peer harness in `../shared/bench` does),
+//! images/s (batch / median) and GMAC/s (the graph's `qconv` + `qgemm` MACs per
+//! image × batch / median). `--json` prints the same figures as one JSON object on one
+//! line instead (`model`, `batch`, `threads`, `runs`, `median_ms`, `min_ms`,
+//! `compile_ms`, `macs_per_image`, `gmacs`, `images_per_s`, `fqc_bytes`: the model
+//! file's size), for `scripts/bench_peers.sh`. The input is a fixed pseudo-random image
+//! batch (speed does not depend on pixel values). This is a benchmark to commit as a
+//! report, never a timed test.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -22,19 +28,51 @@ pub struct Args {
     /// Worker threads (the batch is split between them).
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// Timed runs (the median is reported).
+    /// Timed runs, at least (the median is reported).
     #[arg(long, default_value_t = 30)]
     runs: usize,
     /// Untimed runs before timing.
     #[arg(long, default_value_t = 5)]
     warmup: usize,
+    /// Keep timing runs until at least this many seconds have passed (and at least
+    /// `--runs` runs were timed).
+    #[arg(long, default_value_t = 0.0)]
+    min_secs: f64,
+    /// Print one JSON object line instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Upper bound on timed runs when `--min-secs` asks for more than `--runs`.
+const MAX_RUNS: usize = 100_000;
+
+/// `s` as a JSON string literal.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 pub fn main(args: Args) -> Result<()> {
     if args.batch == 0 || args.runs == 0 {
         bail!("--batch and --runs must be at least 1");
     }
+    if !(args.min_secs.is_finite() && args.min_secs >= 0.0) {
+        bail!("--min-secs must be a non-negative number of seconds");
+    }
     let shown = args.model.display();
+    let fqc_bytes = std::fs::metadata(&args.model)
+        .with_context(|| format!("cannot read {shown}"))?
+        .len();
     let graph = crate::model::load(&args.model)?;
     let model = fqc_runtime::Model::from_graph(graph).with_context(|| format!("{shown}"))?;
     let mut session = model.session().threads(args.threads);
@@ -58,7 +96,10 @@ pub fn main(args: Args) -> Result<()> {
         session.run(&x)?;
     }
     let mut times = Vec::with_capacity(args.runs);
-    for _ in 0..args.runs {
+    let start = Instant::now();
+    while times.len() < args.runs
+        || (start.elapsed().as_secs_f64() < args.min_secs && times.len() < MAX_RUNS)
+    {
         let t = Instant::now();
         std::hint::black_box(session.run(&x)?);
         times.push(t.elapsed().as_secs_f64());
@@ -66,26 +107,41 @@ pub fn main(args: Args) -> Result<()> {
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
     let macs = model.macs_per_image() as f64 * args.batch as f64;
+    let compile_ms = model.compile_time().as_secs_f64() * 1e3;
+    let images_per_s = args.batch as f64 / median;
+    let gmacs = macs / median / 1e9;
+    if args.json {
+        println!(
+            "{{\"model\":{},\"batch\":{},\"threads\":{},\"runs\":{},\"median_ms\":{:.4},\"min_ms\":{:.4},\"compile_ms\":{:.3},\"macs_per_image\":{},\"gmacs\":{:.3},\"images_per_s\":{:.2},\"fqc_bytes\":{}}}",
+            json_string(&shown.to_string()),
+            args.batch,
+            args.threads.max(1),
+            times.len(),
+            median * 1e3,
+            times[0] * 1e3,
+            compile_ms,
+            model.macs_per_image(),
+            gmacs,
+            images_per_s,
+            fqc_bytes
+        );
+        return Ok(());
+    }
     println!("model: {shown}");
     println!(
-        "JIT compile: {:.2} ms ({} MACs/image)",
-        model.compile_time().as_secs_f64() * 1e3,
+        "JIT compile: {compile_ms:.2} ms ({} MACs/image)",
         model.macs_per_image()
     );
     println!(
         "batch {}, {} thread(s), median of {} runs after {} warm-up: {:.3} ms (min {:.3} ms, max {:.3} ms)",
         args.batch,
         args.threads.max(1),
-        args.runs,
+        times.len(),
         args.warmup,
         median * 1e3,
         times[0] * 1e3,
         times[times.len() - 1] * 1e3
     );
-    println!(
-        "{:.0} images/s, {:.2} GMAC/s",
-        args.batch as f64 / median,
-        macs / median / 1e9
-    );
+    println!("{images_per_s:.0} images/s, {gmacs:.2} GMAC/s");
     Ok(())
 }
