@@ -1,21 +1,36 @@
-//! Tensor files and labelled datasets for fqc: `.npy`, `.npz`, and the input convention.
+//! Tensor files and labelled datasets for fqc: `.npy`, `.npz`, CIFAR-10/100 binary
+//! batches, image folders, and the input convention.
 //!
 //! **The one place preprocessing is stated.** fqc models take images as `f32` NCHW
 //! tensors of raw pixel values (a `u8` pixel `p` becomes the float `p`, no scaling);
 //! any normalisation (`(x - mean) / std`) is part of the model graph itself, where the
 //! quantizer can later absorb it. So every command feeds a dataset's pixels to a model the
-//! same way, through [`LabelledSet::batch`], and nothing outside the model normalises.
+//! same way, through [`LabelledSet::batch`], and nothing outside the model normalises —
+//! unless asked: [`transform::Normalize`] is an explicit opt-in for models that expect
+//! normalised inputs, and [`transform::Augment`] (random crop with padding, horizontal
+//! flip, seeded) is for training.
+//!
+//! [`LabelledSet::open`] reads any supported labelled set, dispatching on the path:
+//! `.npz` ([`LabelledSet::load_npz`]); a CIFAR `.bin` batch or a folder of them
+//! ([`cifar`]); a folder with one sub-folder of `.png`/`.jpg` images per class
+//! ([`folder`]), or such folders per split (`ROOT/<split>/<class>/…`).
 //!
 //! Readers check every header, size and element count before allocating, and cap what
 //! they will read, so a corrupt or hostile file is an error, never a panic or an
 //! unbounded allocation.
 
+pub mod cifar;
+pub mod folder;
 pub mod npy;
 pub mod npz;
+pub mod transform;
 
 use std::path::Path;
 
 use fqc_ir::{Tensor, TensorData};
+
+pub use folder::FolderOptions;
+pub use transform::{Augment, Normalize, Rng};
 
 /// Errors reading tensor files and datasets.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +61,110 @@ pub struct LabelledSet {
 }
 
 impl LabelledSet {
+    /// Reads split `split` of the labelled set at `path` (see the crate docs for the
+    /// formats); image folders are read with default [`FolderOptions`].
+    pub fn open(path: &Path, split: &str) -> Result<LabelledSet> {
+        LabelledSet::open_with(path, split, &FolderOptions::default())
+    }
+
+    /// [`LabelledSet::open`] with options for image folders (e.g. a size to resize to).
+    ///
+    /// * a file ending in `.npz`: [`LabelledSet::load_npz`];
+    /// * a file ending in `.bin`: one CIFAR batch (the split is not used);
+    /// * a folder with CIFAR batches: those of `split` (see [`cifar`]);
+    /// * a folder `ROOT` with a sub-folder `ROOT/<split>` that is an image folder: that;
+    /// * otherwise a folder of class sub-folders: the whole folder (the split is not used).
+    pub fn open_with(path: &Path, split: &str, opts: &FolderOptions) -> Result<LabelledSet> {
+        let file_err = |msg: String| DataError::File {
+            path: path.display().to_string(),
+            msg,
+        };
+        let meta = std::fs::metadata(path).map_err(|source| DataError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        if meta.is_file() {
+            return match ext.as_deref() {
+                Some("npz") => LabelledSet::load_npz(path, split),
+                Some("bin") => {
+                    let format = cifar::detect_file(path)?;
+                    cifar::load_files(format, &[path.to_path_buf()])
+                }
+                _ => Err(file_err(
+                    "not a labelled set: expected a .npz, a CIFAR .bin batch, or a folder \
+                     (of CIFAR batches, or of one image sub-folder per class)"
+                        .into(),
+                )),
+            };
+        }
+        if let Some((format, files)) = cifar::split_files(path, split)? {
+            return cifar::load_files(format, &files);
+        }
+        let sub = path.join(split);
+        if sub.is_dir() && folder::is_image_folder(&sub) {
+            return folder::load(&sub, opts);
+        }
+        if folder::is_image_folder(path) {
+            return folder::load(path, opts);
+        }
+        Err(file_err(
+            "holds neither CIFAR batches (data_batch_*.bin / test_batch.bin, train.bin / \
+             test.bin) nor class sub-folders with .png/.jpg images"
+                .into(),
+        ))
+    }
+
+    /// Loads CIFAR-10 or CIFAR-100 binary batches: a `.bin` file, or the batches of
+    /// `split` in a folder (see [`cifar`]).
+    pub fn load_cifar(path: &Path, split: &str) -> Result<LabelledSet> {
+        if path.is_dir() {
+            match cifar::split_files(path, split)? {
+                Some((format, files)) => cifar::load_files(format, &files),
+                None => Err(DataError::File {
+                    path: path.display().to_string(),
+                    msg: "holds no CIFAR batches (data_batch_*.bin / test_batch.bin, train.bin / test.bin)".into(),
+                }),
+            }
+        } else {
+            let format = cifar::detect_file(path)?;
+            cifar::load_files(format, &[path.to_path_buf()])
+        }
+    }
+
+    /// Loads an image folder `root/<class>/*.png|jpg` (see [`folder`]).
+    pub fn load_image_folder(path: &Path, opts: &FolderOptions) -> Result<LabelledSet> {
+        folder::load(path, opts)
+    }
+
+    /// Number of channels of the images.
+    pub fn channels(&self) -> usize {
+        self.x.shape.get(1).copied().unwrap_or(0)
+    }
+
+    /// Images `start..end` as model input, augmented (if `augment` is given, drawing
+    /// from `rng`) and then normalised (if `normalize` is given). With neither it is
+    /// [`LabelledSet::batch`].
+    pub fn batch_with(
+        &self,
+        start: usize,
+        end: usize,
+        augment: Option<(&Augment, &mut Rng)>,
+        normalize: Option<&Normalize>,
+    ) -> Result<Tensor> {
+        let mut t = self.batch(start, end);
+        if let Some((a, rng)) = augment {
+            a.apply(&mut t, rng)?;
+        }
+        if let Some(n) = normalize {
+            n.apply(&mut t)?;
+        }
+        Ok(t)
+    }
+
     /// Loads split `split` of an `.npz`: keys `x_<split>` / `y_<split>`, or plain `x` / `y`
     /// when the file holds a single unnamed split.
     pub fn load_npz(path: &Path, split: &str) -> Result<LabelledSet> {

@@ -79,3 +79,40 @@ impl Npz {
         npy::read(&bytes).map_err(|e| fail(format!("array `{name}`: {e}")))
     }
 }
+
+/// Writes `arrays` (name, tensor) as an uncompressed `.npz` that `numpy.load` reads.
+pub fn write(path: &Path, arrays: &[(&str, &Tensor)]) -> Result<()> {
+    let p = path.display().to_string();
+    let fail = |msg: String| DataError::File {
+        path: p.clone(),
+        msg,
+    };
+    let file = File::create(path).map_err(|source| DataError::Io {
+        path: p.clone(),
+        source,
+    })?;
+    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .large_file(
+            arrays
+                .iter()
+                .any(|(_, t)| t.numel() as u64 * 8 > u32::MAX as u64 / 2),
+        );
+    for (name, t) in arrays {
+        zip.start_file(format!("{name}.npy"), opts)
+            .map_err(|e| fail(format!("array `{name}`: {e}")))?;
+        std::io::Write::write_all(&mut zip, &npy::write(t)).map_err(|source| DataError::Io {
+            path: p.clone(),
+            source,
+        })?;
+    }
+    let mut inner = zip
+        .finish()
+        .map_err(|e| fail(format!("cannot finish the archive: {e}")))?;
+    std::io::Write::flush(&mut inner).map_err(|source| DataError::Io {
+        path: p.clone(),
+        source,
+    })?;
+    Ok(())
+}
