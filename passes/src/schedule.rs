@@ -10,8 +10,9 @@
 //! 2. for every stage: sets `cx.config` from the stage's bits (with the per-layer
 //!    overrides), runs `calibrate` → `quantize-weights` (which quantizes `cx.latent`) →
 //!    `quantize-activations` → `fuse-activation` on a fresh copy of the master, and calls
-//!    the hook; if the hook changed latent weights, ranges or weight scales, the stage is
-//!    re-quantized from them (without re-calibrating);
+//!    the hook; if the hook changed latent weights, ranges, weight scales or biases, the
+//!    stage is re-quantized from them (without re-calibrating); biases the hook set are
+//!    written into the master first, so later stages and the integer graph use them;
 //! 3. after the last stage runs the rest of [`crate::pipeline`] — `integerize`,
 //!    `const-fold`, `dce` — on the last fake-quant graph.
 //!
@@ -33,6 +34,7 @@
 //! A single-stage schedule is one-shot post-training quantization: with [`NoFineTune`]
 //! it produces exactly what [`crate::pipeline`] produces at that stage's bits.
 
+mod bias;
 mod handle;
 mod inspect;
 mod spec;
@@ -175,6 +177,7 @@ pub fn compile_gradual(
         let acts = inspect::act_points(&master, cx);
         let mut scales: BTreeMap<String, Vec<f32>> = inspect::current_scales(&master, &g);
         let mut scales_set = Vec::new();
+        let mut biases: BTreeMap<String, Vec<f32>> = BTreeMap::new();
         let mut handle = StageHandle {
             float: &master,
             fake_quant: &g,
@@ -183,6 +186,7 @@ pub fn compile_gradual(
             acts: &acts,
             scales: &mut scales,
             scales_set: &mut scales_set,
+            biases: &mut biases,
             changed: false,
         };
         let before: HashMap<Value, Range> = handle.cx.ranges.clone();
@@ -198,6 +202,13 @@ pub fn compile_gradual(
                 if let Some(s) = scales.remove(&layer) {
                     pinned_scales.insert(layer.clone(), (cx.config.weights_for(&layer), s));
                 }
+            }
+            for (layer, b) in &biases {
+                let kind = layers
+                    .iter()
+                    .find(|l| &l.name == layer)
+                    .map_or(handle::LayerKind::Conv, |l| l.kind);
+                bias::set_layer_bias(&mut master, layer, kind, b)?;
             }
             g = master.clone();
             run_stage(
@@ -231,6 +242,7 @@ pub fn compile_gradual(
         });
         fake_quant = g;
     }
+    out.float = master.clone();
     out.fake_quant = Some(fake_quant.clone());
     if opts.stop_after.as_deref() == Some(LAST_STAGE_PASS) {
         out.stopped_after = opts.stop_after.clone();

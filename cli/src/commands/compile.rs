@@ -1,9 +1,14 @@
 //! `fqc compile MODEL -o OUT.fqc`: the float model to an integer-only `.fqc` artifact.
 //!
 //! Thin over `fqc_passes::schedule::compile_gradual`: this file turns flags into a
-//! [`Schedule`] and a [`PassContext`] (calibration batches from `--calib X.npy` or
-//! `--data D.npz`), runs the driver with [`NoFineTune`] (post-training quantization;
-//! `--schedule` steps the bits down gradually), writes the artifact with
+//! [`Schedule`] and a [`PassContext`] (calibration batches from `--calib X.npy`,
+//! `--data D.npz`, or the `--train` set), runs the driver with the fine-tuning hook
+//! [`finetune_hook`] picks — [`NoFineTune`] (post-training quantization; `--schedule`
+//! steps the bits down gradually), or with `--train SET` the built-in QAT trainer
+//! (`fqc_train::QatFineTune`; `--weights`/`--act-bits` without `--schedule` then step
+//! down METHOD.md's default schedule to those bits, `--one-shot` goes straight to them;
+//! it prints one line per stage and, after the compile, the integer-only graph's
+//! validation top-1) — writes the artifact with
 //! `fqc_runtime::artifact::save_file`, and prints the report: time per pass, one line per
 //! layer (bits, MACs, weight sparsity), the calibration notes, where the boundary float
 //! ops are, the artifact's size next to the ONNX file's, and `integer-only: yes|no`.
@@ -18,7 +23,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use fqc_dataset::LabelledSet;
 use fqc_ir::{Graph, Tensor};
-use fqc_passes::schedule::{compile_gradual, CompileOutput, NoFineTune, Schedule};
+use fqc_passes::schedule::{
+    compile_gradual, CompileOutput, FineTune, NoFineTune, Schedule, StageBits, DEFAULT_SCHEDULE,
+};
 use fqc_passes::{CalibMethod, PassContext, PipelineOptions, QuantConfig, WeightBits};
 
 /// Calibration batch size (images per interpreter call while calibrating).
@@ -71,13 +78,72 @@ pub struct Args {
     /// Stop after this pass and print the IR there.
     #[arg(long, value_name = "PASS")]
     stop_after: Option<String>,
+    /// Fine-tuning options (boxed: they would make every command's arguments large).
+    #[command(flatten)]
+    tune: Box<TrainArgs>,
+}
+
+/// The `--train` options of [`Args`].
+#[derive(Debug, clap::Args)]
+struct TrainArgs {
+    /// Quantization-aware fine-tuning on this labelled set (.npz) at every stage.
+    #[arg(long, value_name = "SET")]
+    train: Option<PathBuf>,
+    /// Split of --train to train on.
+    #[arg(long, default_value = "train", requires = "train")]
+    train_split: String,
+    /// Validation set for fine-tuning (default: a held-out 10% of --train).
+    #[arg(long, value_name = "SET", requires = "train")]
+    val: Option<PathBuf>,
+    /// Split of --val.
+    #[arg(long, default_value = "test", requires = "val")]
+    val_split: String,
+    /// Training epochs per stage (at most; see --patience).
+    #[arg(long, requires = "train")]
+    epochs_per_stage: Option<usize>,
+    /// Only the final stage (quantize straight to the target bits, then fine-tune).
+    #[arg(long, requires = "train")]
+    one_shot: bool,
+    /// Train against the float model's outputs instead of the labels.
+    #[arg(long, requires = "train")]
+    distill: bool,
+    /// Peak learning rate (cosine decay per stage; default 5e-4 for adam, 0.01 for sgd).
+    #[arg(long, requires = "train")]
+    lr: Option<f64>,
+    /// Training batch size.
+    #[arg(long, requires = "train")]
+    batch_size: Option<usize>,
+    /// Optimizer: `adam` or `sgd` (momentum 0.9).
+    #[arg(long, requires = "train")]
+    optimizer: Option<String>,
+    /// Weight decay of the latent weights.
+    #[arg(long, requires = "train")]
+    weight_decay: Option<f64>,
+    /// Seed of the shuffling and the validation hold-out.
+    #[arg(long, default_value_t = 0, requires = "train")]
+    seed: u64,
+    /// Fine-tune every stage with an external command instead, e.g.
+    /// `python3 tune.py {in} {out}`: `{in}` is the stage as QDQ ONNX, the command writes
+    /// the same model with new weights/scales to `{out}`.
+    #[arg(long, value_name = "CMD", conflicts_with = "train")]
+    finetune_cmd: Option<String>,
+    /// Folder for --finetune-cmd's stage files (default: OUTPUT.finetune).
+    #[arg(long, value_name = "DIR", requires = "finetune_cmd")]
+    finetune_dir: Option<PathBuf>,
+    /// Use only the first N training images (quick runs).
+    #[arg(long, requires = "train")]
+    train_images: Option<usize>,
+    /// Early stop: end a stage after N epochs without a better validation accuracy
+    /// (0: never).
+    #[arg(long, requires = "train")]
+    patience: Option<usize>,
 }
 
 pub fn main(args: Args) -> Result<()> {
     let schedule = schedule(&args)?;
     let calib = parse_calib_method(&args.calib_method)?;
     refuse_overwrite(&args.model, &args.output)?;
-    if args.calib.is_none() && args.data.is_none() {
+    if args.calib.is_none() && args.data.is_none() && args.tune.train.is_none() {
         bail!(
             "no calibration data: give --data IMAGES.npz (labelled images, e.g. the training split) or --calib INPUTS.npy"
         );
@@ -110,7 +176,8 @@ pub fn main(args: Args) -> Result<()> {
         print_all: args.print_all,
         stop_after: args.stop_after.clone(),
     };
-    let out = compile_gradual(&graph, &schedule, &mut cx, &mut NoFineTune, &opts)?;
+    let (mut hook, val) = finetune_hook(&args)?;
+    let out = compile_gradual(&graph, &schedule, &mut cx, hook.as_mut(), &opts)?;
     print_ir(&out);
     if let Some(pass) = &out.stopped_after {
         if !args.print_all && !args.print_after.contains(pass) {
@@ -128,7 +195,114 @@ pub fn main(args: Args) -> Result<()> {
     }
     let report = report(&args, &schedule, &out, &cx, &calib_note)?;
     print!("{report}");
+    if let Some(val) = &val {
+        if out.stopped_after.is_none() {
+            let acc = integer_accuracy(&out.graph, val)?;
+            println!(
+                "integer-only val top-1: {:.2}% ({} images)",
+                100.0 * acc,
+                val.len()
+            );
+        }
+    }
     Ok(())
+}
+
+/// The fine-tuning hook of this compile — the one place it is chosen: the built-in
+/// QAT trainer with `--train`, the user's command with `--finetune-cmd`, else none
+/// (post-training quantization). With the trainer,
+/// also the validation set it uses (for the integer-only accuracy after the compile).
+fn finetune_hook(args: &Args) -> Result<(Box<dyn FineTune>, Option<LabelledSet>)> {
+    if let Some(cmd) = &args.tune.finetune_cmd {
+        let dir = args.tune.finetune_dir.clone().unwrap_or_else(|| {
+            let mut d = args.output.clone().into_os_string();
+            d.push(".finetune");
+            PathBuf::from(d)
+        });
+        let hook = fqc_train::external::ExternalCommand::new(cmd.clone(), dir)?;
+        return Ok((Box::new(hook), None));
+    }
+    let Some(train_path) = &args.tune.train else {
+        return Ok((Box::new(NoFineTune), None));
+    };
+    let mut cfg = fqc_train::TrainConfig::default();
+    if let Some(o) = &args.tune.optimizer {
+        cfg.optimizer = fqc_train::OptimizerKind::parse(o)
+            .with_context(|| format!("--optimizer `{o}`: expected adam or sgd"))?;
+    }
+    if let Some(e) = args.tune.epochs_per_stage {
+        cfg.epochs_per_stage = e;
+    }
+    if let Some(b) = args.tune.batch_size {
+        if b == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        cfg.batch_size = b;
+    }
+    if let Some(lr) = args.tune.lr {
+        if !(lr.is_finite() && lr > 0.0) {
+            bail!("--lr must be positive");
+        }
+        cfg.lr = Some(lr);
+    }
+    if let Some(wd) = args.tune.weight_decay {
+        cfg.weight_decay = wd;
+    }
+    if let Some(p) = args.tune.patience {
+        cfg.patience = (p > 0).then_some(p);
+    }
+    cfg.seed = args.tune.seed;
+    cfg.distill = args.tune.distill;
+    cfg.max_train_images = args.tune.train_images;
+    let train = LabelledSet::open(train_path, &args.tune.train_split)?;
+    let train = match args.tune.train_images {
+        Some(n) if n < train.len() => fqc_train::trainer::first(&train, n),
+        _ => train,
+    };
+    let (train, val) = match &args.tune.val {
+        Some(p) => (train, LabelledSet::open(p, &args.tune.val_split)?),
+        None => fqc_train::trainer::split_holdout(&train, cfg.val_fraction, cfg.seed),
+    };
+    let ntrain = train.len();
+    let hook = fqc_train::QatFineTune::new(train, Some(val.clone()), cfg.clone())?;
+    println!(
+        "fine-tuning: {ntrain} training / {} validation images, {} epochs per stage, batch {}, {} lr {}{}",
+        val.len(),
+        cfg.epochs_per_stage,
+        cfg.batch_size,
+        match cfg.optimizer {
+            fqc_train::OptimizerKind::Adam => "adam",
+            fqc_train::OptimizerKind::Sgd => "sgd",
+        },
+        cfg.lr(),
+        if cfg.distill { ", distilling from the float model" } else { "" }
+    );
+    Ok((Box::new(hook), Some(val)))
+}
+
+/// Top-1 of the integer-only graph on `set` (the runtime's JIT).
+fn integer_accuracy(g: &Graph, set: &LabelledSet) -> Result<f64> {
+    let model = fqc_runtime::Model::from_graph(g.clone())?;
+    let mut session = model.session();
+    let mut correct = 0usize;
+    for start in (0..set.len()).step_by(256) {
+        let end = (start + 256).min(set.len());
+        let y = session.run(&set.batch(start, end))?;
+        let logits = y.as_f32().context("the model's output is not f32")?;
+        let classes = logits.len() / (end - start).max(1);
+        for (i, row) in logits.chunks(classes.max(1)).enumerate() {
+            let pred = row
+                .iter()
+                .enumerate()
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |b, (j, &v)| if v > b.1 { (j, v) } else { b },
+                )
+                .0;
+            correct += usize::from(pred as i64 == set.y[start + i]);
+        }
+    }
+    Ok(correct as f64 / set.len().max(1) as f64)
 }
 
 /// The schedule from `--schedule`, or one stage from `--weights`/`--act-bits` (default
@@ -143,13 +317,53 @@ fn schedule(args: &Args) -> Result<Schedule> {
                 })?,
                 None => WeightBits::Ternary,
             };
-            Schedule::one_shot(w, args.act_bits.unwrap_or(4))
+            let target = StageBits {
+                weights: w,
+                act_bits: args.act_bits.unwrap_or(4),
+            };
+            if args.tune.train.is_some() {
+                gradual_to(target)?
+            } else {
+                Schedule::one_shot(target.weights, target.act_bits)
+            }
         }
     };
+    if args.tune.one_shot {
+        if let Some(last) = s.stages.last().copied() {
+            s.stages = vec![last];
+        }
+    }
     for l in &args.layers {
         s.add_layer_override(l)?;
     }
     Ok(s)
+}
+
+/// METHOD.md's default schedule stepped down to `target`: every default stage with
+/// its bits raised to at least the target's, duplicates and the target dropped, then
+/// the target (`w2a4` gives `w8a8,w4a6,w3a4,w2a4`; `w4a4` gives `w8a8,w4a6,w4a4`).
+fn gradual_to(target: StageBits) -> Result<Schedule> {
+    let default = Schedule::parse(DEFAULT_SCHEDULE)?;
+    let mut stages: Vec<StageBits> = Vec::new();
+    for s in default.stages {
+        let w = if s.weights.bits() >= target.weights.bits() {
+            s.weights
+        } else {
+            target.weights
+        };
+        let st = StageBits {
+            weights: w,
+            act_bits: s.act_bits.max(target.act_bits),
+        };
+        if st != target && !stages.contains(&st) {
+            stages.push(st);
+        }
+    }
+    stages.push(target);
+    Ok(Schedule {
+        stages,
+        per_layer: BTreeMap::new(),
+    })
 }
 
 fn parse_calib_method(s: &str) -> Result<CalibMethod> {
@@ -210,7 +424,7 @@ fn calibration(args: &Args) -> Result<(Vec<Tensor>, String)> {
             format!("{n} inputs from {}", path.display()),
         )
     } else if let Some(path) = &args.data {
-        let set = LabelledSet::load_npz(path, &args.split)?;
+        let set = LabelledSet::open(path, &args.split)?;
         let n = set.len().min(args.calib_images);
         if n == 0 {
             bail!("{}: split `{}` holds no images", path.display(), args.split);
@@ -222,6 +436,28 @@ fn calibration(args: &Args) -> Result<(Vec<Tensor>, String)> {
         (
             batches,
             format!("{n} images of split `{}` of {}", args.split, path.display()),
+        )
+    } else if let Some(path) = &args.tune.train {
+        let set = LabelledSet::open(path, &args.tune.train_split)?;
+        let n = set.len().min(args.calib_images);
+        if n == 0 {
+            bail!(
+                "{}: split `{}` holds no images",
+                path.display(),
+                args.tune.train_split
+            );
+        }
+        let batches = (0..n)
+            .step_by(CALIB_BATCH)
+            .map(|s| set.batch(s, (s + CALIB_BATCH).min(n)))
+            .collect();
+        (
+            batches,
+            format!(
+                "{n} images of split `{}` of {}",
+                args.tune.train_split,
+                path.display()
+            ),
         )
     } else {
         bail!("no calibration data");
@@ -276,10 +512,18 @@ fn report(
         args.model.display(),
         args.output.display()
     );
-    let kind = if schedule.stages.len() == 1 {
-        "one stage: post-training quantization"
+    let tuning = if args.tune.train.is_some() {
+        Some("quantization-aware fine-tuning")
+    } else if args.tune.finetune_cmd.is_some() {
+        Some("fine-tuned by --finetune-cmd")
     } else {
-        "gradual requantization, no fine-tuning hook"
+        None
+    };
+    let kind = match (schedule.stages.len() == 1, tuning) {
+        (true, None) => "one stage: post-training quantization".to_string(),
+        (false, None) => "gradual requantization, no fine-tuning hook".to_string(),
+        (true, Some(t)) => format!("one stage, {t}"),
+        (false, Some(t)) => format!("gradual requantization, {t}"),
     };
     let _ = writeln!(w, "schedule: {schedule} ({kind})");
     let _ = writeln!(

@@ -39,7 +39,7 @@ pub struct Args {
 
 pub fn main(args: Args) -> Result<()> {
     let mut engine = Engine::new(&args.model, args.interp, args.threads.max(1))?;
-    let set = LabelledSet::load_npz(&args.data, &args.split)?;
+    let set = LabelledSet::open(&args.data, &args.split)?;
     let n = args.limit.map_or(set.len(), |l| l.min(set.len()));
     if n == 0 {
         bail!(

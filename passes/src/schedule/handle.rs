@@ -6,9 +6,10 @@
 //! the layers (Conv/Gemm nodes with their latent float weights, bit widths and current
 //! per-channel weight scales) and the activation quantization points (the values
 //! `calibrate` found ranges for). It may replace latent weights, activation ranges and
-//! per-channel weight scales; the driver then re-quantizes the stage from them (without
-//! re-calibrating), so what the hook changed is what the next stage, or the integer
-//! graph after the last stage, is built from. Setters check shapes and values, so a hook
+//! per-channel weight scales, and layer biases; the driver then re-quantizes the stage
+//! from them (without re-calibrating), so what the hook changed is what the next stage,
+//! or the integer graph after the last stage, is built from. Biases are written into the
+//! driver's float master (see `bias.rs`), so they hold for every later stage. Setters check shapes and values, so a hook
 //! cannot make the driver produce an invalid graph.
 
 use std::collections::BTreeMap;
@@ -112,6 +113,8 @@ pub struct StageHandle<'a> {
     pub(super) scales: &'a mut BTreeMap<String, Vec<f32>>,
     /// Layers whose scales the hook set.
     pub(super) scales_set: &'a mut Vec<String>,
+    /// Per-channel biases the hook set, by layer (applied to the master by the driver).
+    pub(super) biases: &'a mut BTreeMap<String, Vec<f32>>,
     pub(super) changed: bool,
 }
 
@@ -224,6 +227,40 @@ impl<'a> StageHandle<'a> {
         if !self.scales_set.iter().any(|n| n == name) {
             self.scales_set.push(name.to_string());
         }
+        self.changed = true;
+        Ok(())
+    }
+
+    /// The per-output-channel bias of layer `name` (what the hook set this stage, else
+    /// the float master's; zeros for a layer without one), or `None` when the layer is
+    /// unknown or its bias is not per channel (a Gemm with a full-matrix `C`).
+    pub fn bias(&self, name: &str) -> Option<Vec<f32>> {
+        match self.biases.get(name) {
+            Some(b) => Some(b.clone()),
+            None => super::bias::layer_bias(self.float, name),
+        }
+    }
+
+    /// Sets layer `name`'s bias (one finite value per output channel). The driver writes
+    /// it into its float master, so it holds for this and every later stage.
+    pub fn set_bias(&mut self, name: &str, bias: Vec<f32>) -> Result<()> {
+        let layer = self.find(name)?;
+        let channels = layer.weight_shape[layer.channel_axis];
+        if bias.len() != channels {
+            return Err(usage(format!(
+                "bias of `{name}`: {} given, the layer has {channels} output channels",
+                bias.len()
+            )));
+        }
+        if !bias.iter().all(|b| b.is_finite()) {
+            return Err(usage(format!("bias of `{name}` is not finite")));
+        }
+        if super::bias::layer_bias(self.float, name).is_none() {
+            return Err(usage(format!(
+                "bias of `{name}`: the layer's bias is not per output channel"
+            )));
+        }
+        self.biases.insert(name.to_string(), bias);
         self.changed = true;
         Ok(())
     }

@@ -1,0 +1,96 @@
+//! Training settings of the built-in fine-tuner.
+
+/// Which optimizer updates the parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptimizerKind {
+    /// SGD with momentum (no dampening, Nesterov off), L2 weight decay on the weights.
+    Sgd,
+    /// Adam with decoupled weight decay on the weights (AdamW).
+    Adam,
+}
+
+impl OptimizerKind {
+    pub fn parse(s: &str) -> Option<OptimizerKind> {
+        match s {
+            "sgd" => Some(OptimizerKind::Sgd),
+            "adam" | "adamw" => Some(OptimizerKind::Adam),
+            _ => None,
+        }
+    }
+
+    /// The default learning rate of this optimizer.
+    pub fn default_lr(self) -> f64 {
+        match self {
+            OptimizerKind::Sgd => 0.01,
+            OptimizerKind::Adam => 5e-4,
+        }
+    }
+}
+
+/// Settings of [`crate::QatFineTune`]; [`TrainConfig::default`] works for the bundled
+/// MNIST/Fashion-MNIST CNNs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Epochs per schedule stage (at most; early stopping may end a stage sooner).
+    pub epochs_per_stage: usize,
+    pub batch_size: usize,
+    /// Peak learning rate (cosine decay to 0 over each stage); `None`: the optimizer's
+    /// default.
+    pub lr: Option<f64>,
+    pub optimizer: OptimizerKind,
+    /// SGD momentum (dampening 0).
+    pub momentum: f64,
+    /// Weight decay of the latent weights (not of scales or biases).
+    pub weight_decay: f64,
+    /// Learning-rate multiplier of the quantizer scales (`log α`, `log amax`).
+    pub scale_lr_mult: f64,
+    /// Seed of the shuffling (and of burn's device RNG): a run is deterministic.
+    pub seed: u64,
+    /// Train against the float model's soft outputs instead of the labels.
+    pub distill: bool,
+    /// Distillation temperature.
+    pub temperature: f64,
+    /// Stop a stage after this many epochs without a better validation accuracy
+    /// (`None`: run every epoch); the best epoch's parameters are kept either way.
+    pub patience: Option<usize>,
+    /// Fraction of the training set held out for validation when no validation set is
+    /// given.
+    pub val_fraction: f64,
+    /// Use at most this many training images (quick runs).
+    pub max_train_images: Option<usize>,
+    /// Use at most this many validation images.
+    pub max_val_images: Option<usize>,
+    /// Draw a progress bar (on stderr, only when it is a terminal).
+    pub progress: bool,
+    /// Print one line per stage on stdout.
+    pub print_stages: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs_per_stage: 2,
+            batch_size: 64,
+            lr: None,
+            optimizer: OptimizerKind::Adam,
+            momentum: 0.9,
+            weight_decay: 5e-5,
+            scale_lr_mult: 1.0,
+            seed: 0,
+            distill: false,
+            temperature: 1.0,
+            patience: Some(2),
+            val_fraction: 0.1,
+            max_train_images: None,
+            max_val_images: None,
+            progress: true,
+            print_stages: true,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn lr(&self) -> f64 {
+        self.lr.unwrap_or_else(|| self.optimizer.default_lr())
+    }
+}
