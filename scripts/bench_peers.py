@@ -171,7 +171,7 @@ def report(work, out_md):
     rows.sort(key=lambda r: (order_m.get(r.get("model"), 9), r.get("batch", 0), r.get("threads", 0),
                              order_e.get(r.get("engine"), 9), order_p.get(r.get("precision"), 9)))
     hdr = ["model", "engine", "precision", "batch", "threads", "median ms", "GMAC/s",
-           "fqc/ORT-int8", "% of peak", "runs"]
+           "speed vs ORT int8", "% of peak", "runs"]
     table, errors, peaks_used = [], [], set()
     for r in rows:
         base = [r.get("model", "?"), r.get("engine", "?"), PREC_LABEL.get(r.get("precision"), str(r.get("precision"))),
@@ -233,7 +233,7 @@ def report(work, out_md):
           "`TRACT_PRECISIONS=fp32,int8_qdq,int8_qlc`: ~100x slower than QDQ on an AVX2-only Zen 3) "
           "QOperator with only Conv quantized (`int8 QLinearConv only`); the full QOperator graph "
           "(com.microsoft QLinearAdd/QGemm) does not load in tract 0.23.9 and is not tried.",
-          "- `fqc/ORT-int8` (fqc rows) = ORT int8 QDQ median / fqc median at the same model, batch and "
+          "- `speed vs ORT int8` (fqc rows) = ORT int8 QDQ median / fqc median at the same model, batch and "
           "threads: fqc's speed relative to ORT int8 (> 1: fqc is faster). `% of peak` = GMAC/s / the machine's peak for that thread count: "
           "the int8 kernel (`madd_ymm` on AVX2-only CPUs) for integer rows, FMA for fp32 rows. "
           "fqc's ternary kernels add/subtract instead of multiplying, so for t2a4 the int8 peak is a "
