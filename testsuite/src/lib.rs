@@ -178,7 +178,7 @@ impl Tally {
 }
 
 /// Runs `f`, turning a panic into an error string starting with `PANIC`.
-pub fn catch<F: FnOnce() -> Result<(), String>>(f: F) -> Result<(), String> {
+pub fn catch<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(p) => Err(format!(

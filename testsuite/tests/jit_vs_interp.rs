@@ -31,7 +31,7 @@ use std::path::Path;
 use fqc_ir::{Graph, Op, Tensor};
 use fqc_passes::schedule::{compile_gradual, NoFineTune, Schedule};
 use fqc_passes::{PassContext, PipelineOptions, WeightBits};
-use fqc_testsuite::generated;
+use fqc_testsuite::{catch, generated};
 use serde_json::Value as Json;
 
 /// Default cap on conv + gemm MACs per batch item (see the module docs).
@@ -226,20 +226,6 @@ fn float_macs(g: &Graph) -> u64 {
             }
         })
         .sum()
-}
-
-/// Runs `f`, turning a panic into an error starting with `PANIC`.
-fn catch<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(r) => r,
-        Err(p) => Err(format!(
-            "PANIC: {}",
-            p.downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default()
-        )),
-    }
 }
 
 /// What happened to one model at one precision.
