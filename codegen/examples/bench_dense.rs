@@ -9,26 +9,12 @@
 mod common;
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use common::*;
 use fqc_dataset::LabelledSet;
 use fqc_ir::{DType, Graph, Op, Tensor, Window};
 use fqc_passes::schedule::{compile_gradual, NoFineTune, Schedule};
 use fqc_passes::{PassContext, PipelineOptions, WeightBits};
-
-fn median_us(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    let mut t: Vec<f64> = (0..reps)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64() * 1e6
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[reps / 2]
-}
 
 fn compare(label: &str, g: &Graph, x: &Tensor, reps: usize) {
     let jit = fqc_codegen::compile(g).expect("compiles");

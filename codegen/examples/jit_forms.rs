@@ -35,19 +35,6 @@ const LAYERS: [Shape; 13] = [
     ("depthwise 32 3×3 32²", 32, 32, 32, 3, 1, 1, 32),
 ];
 
-fn median_us(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    let mut t: Vec<f64> = (0..reps)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64() * 1e6
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[reps / 2]
-}
-
 fn layer(s: &Shape, ternary: bool) -> (Graph, Tensor, usize) {
     let &(_, cin, cout, hw, k, stride, pad, group) = s;
     let mut rng = Lcg(11);

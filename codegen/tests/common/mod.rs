@@ -135,3 +135,18 @@ pub fn is_avx2() -> bool {
 pub fn int_dtype(signed: bool, bits: u8) -> DType {
     DType::int(signed, bits).expect("2..=8 bits")
 }
+
+/// Median wall time of `reps` calls of `f` in µs, after one untimed call (for the
+/// timing examples, which include this module; never used as a timed assertion).
+pub fn median_us(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = std::time::Instant::now();
+            f();
+            s.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[reps / 2]
+}
