@@ -114,26 +114,32 @@ impl Session {
         let TensorData::U8(px) = &input.data else {
             return Err(RuntimeError::Input("input must be u8".into()));
         };
-        let mut staged = std::mem::replace(
-            &mut self.staged,
-            Tensor {
-                shape: Vec::new(),
-                data: TensorData::I32(Vec::new()),
-            },
-        );
-        if let TensorData::F32(v) = &mut staged.data {
-            v.clear();
-            v.extend(px.iter().map(|&p| f32::from(p)));
-        }
-        staged.shape.clone_from(&input.shape);
-        let r = self.run_checked(&staged, batch);
-        self.staged = staged;
-        r
+        self.with_staged(
+            |v| v.extend(px.iter().map(|&p| f32::from(p))),
+            &input.shape,
+            |s, staged| s.run_checked(staged, batch),
+        )
     }
 
     /// Runs the model on f32 data of shape `shape` given as a slice (copied into a
     /// reused buffer; used by the C ABI).
     pub fn run_f32_slice(&mut self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
+        self.with_staged(
+            |v| v.extend_from_slice(data),
+            shape,
+            |s, staged| s.run(staged),
+        )
+    }
+
+    /// Fills the reused f32 staging tensor (`fill` appends the values to its cleared
+    /// buffer; `shape` is its shape) and calls `run` with it, keeping the buffer for the
+    /// next call.
+    fn with_staged(
+        &mut self,
+        fill: impl FnOnce(&mut Vec<f32>),
+        shape: &[usize],
+        run: impl FnOnce(&mut Self, &Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
         let mut staged = std::mem::replace(
             &mut self.staged,
             Tensor {
@@ -143,11 +149,11 @@ impl Session {
         );
         if let TensorData::F32(v) = &mut staged.data {
             v.clear();
-            v.extend_from_slice(data);
+            fill(v);
         }
         staged.shape.clear();
         staged.shape.extend_from_slice(shape);
-        let r = self.run(&staged);
+        let r = run(self, &staged);
         self.staged = staged;
         r
     }
