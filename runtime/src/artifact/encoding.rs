@@ -37,7 +37,7 @@
 
 use fqc_ir::{DType, TensorData};
 
-use super::pack::{self, PackError};
+use super::pack::{self, put_bits, PackError};
 pub use super::schema::PayloadEncoding;
 
 /// Encodes `data` (elements of `dtype`, rows of `row_len` along the last axis) in the
@@ -201,23 +201,6 @@ fn put_varint(out: &mut Vec<u8>, mut u: u32) {
 /// Bits needed for `u` (0 for 0).
 fn width(u: u32) -> u32 {
     32 - u.leading_zeros()
-}
-
-/// Appends `values` bit-packed at `w` bits each, LSB first, zero-padded to a byte.
-fn put_bits(out: &mut Vec<u8>, values: impl Iterator<Item = u32>, w: u32) {
-    let (mut acc, mut filled) = (0u64, 0u32);
-    for v in values {
-        acc |= u64::from(v) << filled;
-        filled += w;
-        while filled >= 8 {
-            out.push(acc as u8);
-            acc >>= 8;
-            filled -= 8;
-        }
-    }
-    if filled > 0 {
-        out.push(acc as u8);
-    }
 }
 
 /// A bounds-checked cursor over a payload.

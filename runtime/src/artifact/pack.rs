@@ -133,7 +133,7 @@ pub fn pack(dtype: DType, data: &TensorData) -> Result<Vec<u8>, PackError> {
 /// Bit-packs low-bit `values` (range-checked) at the dtype's width.
 fn pack_bits(
     dtype: DType,
-    values: impl Iterator<Item = i64>,
+    values: impl Iterator<Item = i64> + Clone,
     count: usize,
 ) -> Result<Vec<u8>, PackError> {
     let bits = element_bits(dtype);
@@ -143,27 +143,15 @@ fn pack_bits(
         dtype,
         count: count as u64,
     })?;
+    if let Some((index, value)) = values.clone().enumerate().find(|&(_, v)| v < lo || v > hi) {
+        return Err(PackError::OutOfRange {
+            dtype,
+            index,
+            value,
+        });
+    }
     let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    let (mut acc, mut filled) = (0u64, 0u32);
-    for (index, value) in values.enumerate() {
-        if value < lo || value > hi {
-            return Err(PackError::OutOfRange {
-                dtype,
-                index,
-                value,
-            });
-        }
-        acc |= (value as u64 & mask) << filled;
-        filled += bits;
-        while filled >= 8 {
-            out.push(acc as u8);
-            acc >>= 8;
-            filled -= 8;
-        }
-    }
-    if filled > 0 {
-        out.push(acc as u8);
-    }
+    put_bits(&mut out, values.map(|v| (v as u64 & mask) as u32), bits);
     Ok(out)
 }
 
@@ -247,4 +235,21 @@ fn unpack_bits(
             raw as i64
         }
     }))
+}
+
+/// Appends `values` bit-packed at `w` bits each, LSB first, zero-padded to a byte.
+pub(super) fn put_bits(out: &mut Vec<u8>, values: impl Iterator<Item = u32>, w: u32) {
+    let (mut acc, mut filled) = (0u64, 0u32);
+    for v in values {
+        acc |= u64::from(v) << filled;
+        filled += w;
+        while filled >= 8 {
+            out.push(acc as u8);
+            acc >>= 8;
+            filled -= 8;
+        }
+    }
+    if filled > 0 {
+        out.push(acc as u8);
+    }
 }
