@@ -37,6 +37,14 @@ impl Rng {
     pub fn coin(&mut self) -> bool {
         self.next_u64() >> 63 == 1
     }
+
+    /// Fisher–Yates shuffle of `v` in place.
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = self.below(i as u64 + 1) as usize;
+            v.swap(i, j);
+        }
+    }
 }
 
 fn nchw(t: &mut Tensor) -> Result<([usize; 4], &mut Vec<f32>)> {

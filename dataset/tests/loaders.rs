@@ -341,3 +341,21 @@ fn augmentation_is_seeded_and_keeps_pixels() {
     assert!(x1.as_f32().unwrap().iter().all(|v| (0.0..=1.0).contains(v)));
     assert_eq!(set.batch_with(0, 4, None, None).unwrap(), set.batch(0, 4));
 }
+
+#[test]
+fn shuffle_is_a_seeded_permutation() {
+    let shuffled = |seed| {
+        let mut v: Vec<usize> = (0..100).collect();
+        Rng::new(seed).shuffle(&mut v);
+        v
+    };
+    let a = shuffled(7);
+    assert_eq!(a, shuffled(7));
+    assert_ne!(a, shuffled(8));
+    assert_ne!(a, (0..100).collect::<Vec<_>>());
+    let mut sorted = a.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..100).collect::<Vec<_>>());
+    let mut empty: [u8; 0] = [];
+    Rng::new(1).shuffle(&mut empty);
+}
