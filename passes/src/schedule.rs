@@ -101,6 +101,11 @@ const STAGE_PASSES: [&str; 4] = [
 /// graph after its hook.
 const LAST_STAGE_PASS: &str = "fuse-activation";
 
+/// Called after every stage with its summary, its fake-quant graph and that graph made
+/// integer-only by the pipeline's tail (what a schedule ending at this stage would
+/// produce): to save or evaluate every stage of one gradual run.
+pub type StageObserver<'a> = dyn FnMut(&StageSummary, &Graph, &Graph) -> Result<()> + 'a;
+
 /// Runs `schedule` over `float_graph` (see the module docs).
 pub fn compile_gradual(
     float_graph: &Graph,
@@ -108,6 +113,21 @@ pub fn compile_gradual(
     cx: &mut PassContext,
     hook: &mut dyn FineTune,
     opts: &PipelineOptions,
+) -> Result<CompileOutput> {
+    compile_gradual_observed(float_graph, schedule, cx, hook, opts, None)
+}
+
+/// [`compile_gradual`], calling `observe` after every completed stage (see
+/// [`StageObserver`]). Integerizing a stage copy uses the stage's context as the final
+/// tail does; its notes and records are dropped, so the output is the same as without
+/// an observer.
+pub fn compile_gradual_observed(
+    float_graph: &Graph,
+    schedule: &Schedule,
+    cx: &mut PassContext,
+    hook: &mut dyn FineTune,
+    opts: &PipelineOptions,
+    mut observe: Option<&mut StageObserver<'_>>,
 ) -> Result<CompileOutput> {
     let full = crate::pipeline();
     let names = full.names();
@@ -240,6 +260,22 @@ pub fn compile_gradual(
             fine_tuned,
             notes,
         });
+        if let (Some(observe), Some(summary)) = (observe.as_mut(), out.stages.last()) {
+            let mut integer = g.clone();
+            let notes_len = cx.notes.len();
+            let quiet = PipelineOptions::default();
+            run_sub(
+                tail_passes(&names),
+                &mut integer,
+                cx,
+                &quiet,
+                false,
+                Some(i),
+                &mut Vec::new(),
+            )?;
+            cx.notes.truncate(notes_len);
+            observe(summary, &g, &integer)?;
+        }
         fake_quant = g;
     }
     out.float = master.clone();

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use fqc_dataset::LabelledSet;
 use fqc_ir::{DType, Graph, Op, Scale, Tensor, TensorData};
 use fqc_passes::schedule::{
-    compile_gradual, weight_sparsity, FineTune, NoFineTune, Schedule, StageBits, StageHandle,
-    StageInfo, DEFAULT_SCHEDULE,
+    compile_gradual, compile_gradual_observed, weight_sparsity, FineTune, NoFineTune, Schedule,
+    StageBits, StageHandle, StageInfo, DEFAULT_SCHEDULE,
 };
 use fqc_passes::{
     pipeline, LayerBits, PassContext, PassError, PipelineOptions, QuantConfig, Range, WeightBits,
@@ -361,4 +361,55 @@ fn stop_after_and_unknown_passes() {
         let msg = usage_msg(e.unwrap_err());
         assert!(msg.contains(bad) && msg.contains("calibrate"), "{msg}");
     }
+}
+
+/// The observer sees every stage once, in order; each stage's integer graph is what a
+/// schedule ending at that stage produces, and the last one is the compile's output.
+#[test]
+fn observer_sees_each_stage_integerized() {
+    let s = Schedule::parse("w8a8,wta4").unwrap();
+    let mut seen: Vec<(String, Graph)> = Vec::new();
+    let mut observe = |st: &fqc_passes::schedule::StageSummary, _fq: &Graph, int: &Graph| {
+        seen.push((st.info.label.clone(), int.clone()));
+        Ok(())
+    };
+    let out = compile_gradual_observed(
+        &model(),
+        &s,
+        &mut context(),
+        &mut NoFineTune,
+        &PipelineOptions::default(),
+        Some(&mut observe),
+    )
+    .unwrap();
+    let labels: Vec<&str> = seen.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(labels, ["w8a8", "wta4"]);
+    let plain = compile_gradual(
+        &model(),
+        &s,
+        &mut context(),
+        &mut NoFineTune,
+        &PipelineOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        fqc_ir::text::print(&out.graph),
+        fqc_ir::text::print(&plain.graph)
+    );
+    assert_eq!(
+        fqc_ir::text::print(&seen[1].1),
+        fqc_ir::text::print(&out.graph)
+    );
+    let first = compile_gradual(
+        &model(),
+        &Schedule::parse("w8a8").unwrap(),
+        &mut context(),
+        &mut NoFineTune,
+        &PipelineOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        fqc_ir::text::print(&seen[0].1),
+        fqc_ir::text::print(&first.graph)
+    );
 }
