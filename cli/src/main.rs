@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Compile a float model to an integer-only .fqc artifact.
-    Compile(commands::compile::Args),
+    Compile(Box<commands::compile::Args>),
     /// Print a model as fqc IR text.
     Inspect(commands::inspect::Args),
     /// Run a model on an input tensor (.npy): the JIT for a .fqc, else the interpreter.
@@ -34,7 +34,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Compile(args) => commands::compile::main(args),
+        Command::Compile(args) => commands::compile::main(*args),
         Command::Inspect(args) => commands::inspect::main(args),
         Command::Run(args) => commands::run::main(args),
         Command::Eval(args) => commands::eval::main(args),

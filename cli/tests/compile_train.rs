@@ -118,3 +118,76 @@ fn bad_training_options_are_one_line_errors() {
         &["nope"],
     );
 }
+
+/// `--save-stages`, `--test` and `--summary-json`: every stage of a gradual run is saved
+/// integerized and measured; the JSON holds what was printed; `fqc eval` of a saved
+/// stage reproduces its measured top-1; per-stage epochs and augmentation are accepted.
+#[test]
+fn stages_are_saved_measured_and_summarised() {
+    let dir = scratch("compile_train", "stages");
+    let out = dir.join("m.fqc");
+    let stages = dir.join("stages");
+    let summary = dir.join("summary.json");
+    let stdout = ok(&[
+        "compile",
+        &path("examples/mnist/mnist_cnn.onnx"),
+        "--train",
+        &path("examples/mnist/mnist10k.npz"),
+        "--train-images",
+        "192",
+        "--schedule",
+        "w8a8,w2a4",
+        "--epochs-per-stage",
+        "1,2",
+        "--crop-pad",
+        "2",
+        "--hflip",
+        "--test",
+        &path("examples/mnist/mnist10k.npz"),
+        "--save-stages",
+        stages.to_str().unwrap(),
+        "--summary-json",
+        summary.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(stdout.contains("epochs per stage 1,2"), "{stdout}");
+    assert!(
+        stdout.contains("augmented (crop pad 2, hflip true)"),
+        "{stdout}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let st = json["stages"].as_array().unwrap();
+    assert_eq!(st.len(), 2, "{json}");
+    assert_eq!(json["trained_stages"][0]["epochs"], 1);
+    assert!(json["trained_stages"][1]["epochs"].as_u64().unwrap() <= 2);
+    for (s, label) in st.iter().zip(["w8a8", "wta4"]) {
+        assert_eq!(s["label"], label);
+        let t = &s["test"];
+        assert_eq!(t["images"], 2000);
+        for k in ["integer_top1", "fake_quant_top1", "agreement"] {
+            let v = t[k].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{k} = {v}");
+        }
+        assert!(std::path::Path::new(s["artifact"].as_str().unwrap()).exists());
+    }
+    // The last stage is the compile's output, and its measurement is the final one.
+    assert_eq!(json["test"], st[1]["test"]);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("test top-1: integer-only JIT"))
+        .unwrap_or_else(|| panic!("no test line in:\n{stdout}"));
+    assert!(line.contains("same prediction on"), "{line}");
+    // `fqc eval --json` of the saved w8a8 stage gives the top-1 measured for it.
+    let eval = ok(&[
+        "eval",
+        st[0]["artifact"].as_str().unwrap(),
+        "--data",
+        &path("examples/mnist/mnist10k.npz"),
+        "--json",
+    ]);
+    let e: serde_json::Value = serde_json::from_str(eval.trim()).unwrap();
+    assert_eq!(e["top1"], st[0]["test"]["integer_top1"]);
+    assert_eq!(e["engine"], "JIT");
+}

@@ -1,5 +1,7 @@
 //! Training settings of the built-in fine-tuner.
 
+use fqc_dataset::Augment;
+
 /// Which optimizer updates the parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OptimizerKind {
@@ -31,12 +33,14 @@ impl OptimizerKind {
 /// MNIST/Fashion-MNIST CNNs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
-    /// Epochs per schedule stage (at most; early stopping may end a stage sooner).
-    pub epochs_per_stage: usize,
+    /// Epochs of each schedule stage, in stage order; the last entry applies to every
+    /// later stage (at most; early stopping may end a stage sooner).
+    pub epochs_per_stage: Vec<usize>,
     pub batch_size: usize,
-    /// Peak learning rate (cosine decay to 0 over each stage); `None`: the optimizer's
+    /// Peak learning rate of each stage (cosine decay to 0 over the stage), in stage
+    /// order; the last entry applies to every later stage; empty: the optimizer's
     /// default.
-    pub lr: Option<f64>,
+    pub lr: Vec<f64>,
     pub optimizer: OptimizerKind,
     /// SGD momentum (dampening 0).
     pub momentum: f64,
@@ -60,6 +64,9 @@ pub struct TrainConfig {
     pub max_train_images: Option<usize>,
     /// Use at most this many validation images.
     pub max_val_images: Option<usize>,
+    /// Training-time augmentation (random crop with padding, horizontal flip); the
+    /// identity by default.
+    pub augment: Augment,
     /// Draw a progress bar (on stderr, only when it is a terminal).
     pub progress: bool,
     /// Print one line per stage on stdout.
@@ -69,9 +76,9 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
-            epochs_per_stage: 2,
+            epochs_per_stage: vec![2],
             batch_size: 64,
-            lr: None,
+            lr: Vec::new(),
             optimizer: OptimizerKind::Adam,
             momentum: 0.9,
             weight_decay: 5e-5,
@@ -83,6 +90,7 @@ impl Default for TrainConfig {
             val_fraction: 0.1,
             max_train_images: None,
             max_val_images: None,
+            augment: Augment::default(),
             progress: true,
             print_stages: true,
         }
@@ -90,7 +98,21 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    pub fn lr(&self) -> f64 {
-        self.lr.unwrap_or_else(|| self.optimizer.default_lr())
+    /// Peak learning rate of stage `index` (see [`TrainConfig::lr`]).
+    pub fn lr_of_stage(&self, index: usize) -> f64 {
+        self.lr
+            .get(index)
+            .or(self.lr.last())
+            .copied()
+            .unwrap_or_else(|| self.optimizer.default_lr())
+    }
+
+    /// Epochs of stage `index` (see [`TrainConfig::epochs_per_stage`]; 0 when empty).
+    pub fn epochs_of_stage(&self, index: usize) -> usize {
+        self.epochs_per_stage
+            .get(index)
+            .or(self.epochs_per_stage.last())
+            .copied()
+            .unwrap_or(0)
     }
 }

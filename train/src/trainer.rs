@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use fqc_dataset::LabelledSet;
+use fqc_dataset::{Augment, LabelledSet, Rng};
 use fqc_ir::{Graph, Tensor as IrTensor, TensorData as IrData};
 use fqc_passes::schedule::{FineTune, StageHandle, StageInfo};
 use fqc_passes::{PassError, Range};
@@ -71,29 +71,14 @@ pub struct QatFineTune {
     pub reports: Vec<StageReport>,
 }
 
-/// A small deterministic PRNG (SplitMix64) for shuffling.
-#[derive(Clone, Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            let j = ((u128::from(self.next()) * (i as u128 + 1)) >> 64) as usize;
-            v.swap(i, j);
-        }
-    }
-}
-
-/// Images `idx` of `set` as an f32 NCHW burn tensor, with their labels.
-fn gather(set: &LabelledSet, idx: &[usize], device: &Device) -> (Tensor<4>, Vec<i64>) {
+/// Images `idx` of `set` as an f32 NCHW burn tensor, with their labels; augmented with
+/// `augment` drawing from `rng` when given.
+fn gather(
+    set: &LabelledSet,
+    idx: &[usize],
+    device: &Device,
+    augment: Option<(&Augment, &mut Rng)>,
+) -> Result<(Tensor<4>, Vec<i64>)> {
     let shape = &set.x.shape;
     let item: usize = shape[1..].iter().product();
     let mut data = Vec::with_capacity(idx.len() * item);
@@ -104,11 +89,21 @@ fn gather(set: &LabelledSet, idx: &[usize], device: &Device) -> (Tensor<4>, Vec<
             _ => {}
         }
     }
-    let t = Tensor::<4>::from_data(
-        TensorData::new(data, [idx.len(), shape[1], shape[2], shape[3]]),
-        device,
-    );
-    (t, idx.iter().map(|&i| set.y[i]).collect())
+    let dims = [idx.len(), shape[1], shape[2], shape[3]];
+    if let Some((aug, rng)) = augment {
+        let mut batch = IrTensor {
+            shape: dims.to_vec(),
+            data: IrData::F32(data),
+        };
+        aug.apply(&mut batch, rng)
+            .map_err(|e| TrainError::Data(format!("augmentation: {e}")))?;
+        data = match batch.data {
+            IrData::F32(v) => v,
+            _ => Vec::new(),
+        };
+    }
+    let t = Tensor::<4>::from_data(TensorData::new(data, dims), device);
+    Ok((t, idx.iter().map(|&i| set.y[i]).collect()))
 }
 
 /// The first `n` images of `set`.
@@ -121,7 +116,7 @@ pub fn first(set: &LabelledSet, n: usize) -> LabelledSet {
 /// set's order.
 pub fn split_holdout(set: &LabelledSet, fraction: f64, seed: u64) -> (LabelledSet, LabelledSet) {
     let mut idx: Vec<usize> = (0..set.len()).collect();
-    Rng(seed ^ 0x5eed).shuffle(&mut idx);
+    Rng::new(seed ^ 0x5eed).shuffle(&mut idx);
     let nv = ((set.len() as f64 * fraction).round() as usize)
         .clamp(1, set.len().saturating_sub(1).max(1));
     let (v, t) = idx.split_at(nv.min(idx.len()));
@@ -321,24 +316,29 @@ impl QatFineTune {
         let mut params = net.tensors(&host);
         let before = self.accuracy(&net, Some(&params))?;
         let mut best = (before, params.clone(), 0usize);
-        let lr0 = self.cfg.lr();
+        let lr0 = self.cfg.lr_of_stage(info.index);
         let bs = self.cfg.batch_size.min(self.train.len());
         let steps_per_epoch = self.train.len().div_ceil(bs);
-        let total = (steps_per_epoch * self.cfg.epochs_per_stage).max(1);
+        let epochs = self.cfg.epochs_of_stage(info.index);
+        let total = (steps_per_epoch * epochs).max(1);
         let mut optim = Optim::new(&self.cfg, params.len());
-        let mut rng = Rng(self.cfg.seed.wrapping_add(0x9e37 * (info.index as u64 + 1)));
+        let stage_seed = self.cfg.seed.wrapping_add(0x9e37 * (info.index as u64 + 1));
+        let mut rng = Rng::new(stage_seed);
+        let mut aug_rng = Rng::new(stage_seed ^ 0xa06e_a06e);
+        let augment = (!self.cfg.augment.is_identity()).then_some(self.cfg.augment);
         let bar = self.progress_bar(info, total);
         let mut epoch_losses = Vec::new();
         let mut since_best = 0;
         let mut step = 0usize;
-        for epoch in 0..self.cfg.epochs_per_stage {
+        for epoch in 0..epochs {
             let mut idx: Vec<usize> = (0..self.train.len()).collect();
             rng.shuffle(&mut idx);
             let (mut loss_sum, mut seen, mut correct) = (0.0, 0usize, 0usize);
             for chunk in idx.chunks(bs) {
                 let lr =
                     lr0 * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total as f64).cos());
-                let (x, y) = gather(&self.train, chunk, &self.device);
+                let aug = augment.as_ref().map(|a| (a, &mut aug_rng));
+                let (x, y) = gather(&self.train, chunk, &self.device, aug)?;
                 let leaves: Vec<Tensor<1>> = params
                     .iter()
                     .map(|p| p.clone().autodiff().require_grad())
@@ -380,7 +380,7 @@ impl QatFineTune {
                     b.set_message(format!(
                         "epoch {}/{} loss {:.4} acc {:.1}%",
                         epoch + 1,
-                        self.cfg.epochs_per_stage,
+                        epochs,
                         loss_sum / seen as f64,
                         100.0 * correct as f64 / seen as f64
                     ));
@@ -483,7 +483,7 @@ pub fn accuracy(
     let idx: Vec<usize> = (0..set.len()).collect();
     let mut correct = 0;
     for chunk in idx.chunks(bs.max(1)) {
-        let (x, y) = gather(set, chunk, net.device());
+        let (x, y) = gather(set, chunk, net.device(), None)?;
         correct += hits(net.forward(params, x)?, &y);
     }
     Ok(correct as f64 / set.len() as f64)

@@ -179,15 +179,15 @@ fn short_qat_run_lowers_the_loss_and_is_deterministic() {
     let (g, set) = mnist();
     let train = fqc_train::trainer::first(&set, 256);
     let cfg = TrainConfig {
-        epochs_per_stage: 4,
+        epochs_per_stage: vec![4],
         batch_size: 32,
-        lr: Some(1e-3),
+        lr: vec![1e-3],
         patience: None,
         progress: false,
         print_stages: false,
         ..TrainConfig::default()
     };
-    let run = || {
+    let run = |cfg: &TrainConfig| {
         let val = fqc_train::trainer::first(
             &LabelledSet::load_npz(&root().join("examples/mnist/mnist10k.npz"), "test").unwrap(),
             200,
@@ -203,7 +203,7 @@ fn short_qat_run_lowers_the_loss_and_is_deterministic() {
         assert!(fqc_passes::is_integer_only(&out.graph));
         hook.reports
     };
-    let reports = run();
+    let reports = run(&cfg);
     let losses = &reports[0].epoch_losses;
     assert_eq!(losses.len(), 4);
     assert!(
@@ -211,8 +211,19 @@ fn short_qat_run_lowers_the_loss_and_is_deterministic() {
         "training loss should fall: {losses:?}"
     );
     // Same seed, same run.
-    let again = run();
+    let again = run(&cfg);
     assert_eq!(again[0].epoch_losses, reports[0].epoch_losses);
+    // Augmentation reaches the batches (other losses) and is seeded as well.
+    let augmented = TrainConfig {
+        augment: fqc_dataset::Augment {
+            crop_pad: 2,
+            hflip: true,
+        },
+        ..cfg.clone()
+    };
+    let a = run(&augmented);
+    assert_ne!(a[0].epoch_losses, reports[0].epoch_losses);
+    assert_eq!(run(&augmented)[0].epoch_losses, a[0].epoch_losses);
 }
 
 /// A hook that shifts every layer's bias by 0.25 at the first stage and records what the

@@ -3,7 +3,7 @@
 //! Thin over `fqc_passes::schedule::compile_gradual`: this file turns flags into a
 //! [`Schedule`] and a [`PassContext`] (calibration batches from `--calib X.npy`,
 //! `--data D.npz`, or the `--train` set), runs the driver with the fine-tuning hook
-//! [`finetune_hook`] picks — [`NoFineTune`] (post-training quantization; `--schedule`
+//! [`tune::finetune_hook`] picks — none (post-training quantization; `--schedule`
 //! steps the bits down gradually), or with `--train SET` the built-in QAT trainer
 //! (`fqc_train::QatFineTune`; `--weights`/`--act-bits` without `--schedule` then step
 //! down METHOD.md's default schedule to those bits, `--one-shot` goes straight to them;
@@ -11,22 +11,30 @@
 //! validation top-1) — writes the artifact with
 //! `fqc_runtime::artifact::save_file`, and prints the report: time per pass, one line per
 //! layer (bits, MACs, weight sparsity), the calibration notes, where the boundary float
-//! ops are, the artifact's size next to the ONNX file's, and `integer-only: yes|no`.
+//! ops are, the artifact's size next to the ONNX file's, and `integer-only: yes|no`
+//! ([`report`]). `--test SET`, `--save-stages DIR` and `--summary-json F` measure the
+//! result and every stage ([`check`]).
 //!
 //! `--stop-after PASS` prints the IR at that pass; before `integerize` no artifact is
 //! written (a fake-quant graph is not one). The output may never be the input file.
 
+mod check;
+mod report;
+mod tune;
+
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use fqc_dataset::LabelledSet;
-use fqc_ir::{Graph, Tensor};
+use fqc_ir::Tensor;
 use fqc_passes::schedule::{
-    compile_gradual, CompileOutput, FineTune, NoFineTune, Schedule, StageBits, DEFAULT_SCHEDULE,
+    compile_gradual_observed, CompileOutput, Schedule, StageBits, DEFAULT_SCHEDULE,
 };
 use fqc_passes::{CalibMethod, PassContext, PipelineOptions, QuantConfig, WeightBits};
+
+use crate::commands::eval::{hits, predictions};
+use crate::commands::run::Engine;
 
 /// Calibration batch size (images per interpreter call while calibrating).
 const CALIB_BATCH: usize = 64;
@@ -78,65 +86,12 @@ pub struct Args {
     /// Stop after this pass and print the IR there.
     #[arg(long, value_name = "PASS")]
     stop_after: Option<String>,
-    /// Fine-tuning options (boxed: they would make every command's arguments large).
+    /// Fine-tuning options.
     #[command(flatten)]
-    tune: Box<TrainArgs>,
-}
-
-/// The `--train` options of [`Args`].
-#[derive(Debug, clap::Args)]
-struct TrainArgs {
-    /// Quantization-aware fine-tuning on this labelled set (.npz) at every stage.
-    #[arg(long, value_name = "SET")]
-    train: Option<PathBuf>,
-    /// Split of --train to train on.
-    #[arg(long, default_value = "train", requires = "train")]
-    train_split: String,
-    /// Validation set for fine-tuning (default: a held-out 10% of --train).
-    #[arg(long, value_name = "SET", requires = "train")]
-    val: Option<PathBuf>,
-    /// Split of --val.
-    #[arg(long, default_value = "test", requires = "val")]
-    val_split: String,
-    /// Training epochs per stage (at most; see --patience).
-    #[arg(long, requires = "train")]
-    epochs_per_stage: Option<usize>,
-    /// Only the final stage (quantize straight to the target bits, then fine-tune).
-    #[arg(long, requires = "train")]
-    one_shot: bool,
-    /// Train against the float model's outputs instead of the labels.
-    #[arg(long, requires = "train")]
-    distill: bool,
-    /// Peak learning rate (cosine decay per stage; default 5e-4 for adam, 0.01 for sgd).
-    #[arg(long, requires = "train")]
-    lr: Option<f64>,
-    /// Training batch size.
-    #[arg(long, requires = "train")]
-    batch_size: Option<usize>,
-    /// Optimizer: `adam` or `sgd` (momentum 0.9).
-    #[arg(long, requires = "train")]
-    optimizer: Option<String>,
-    /// Weight decay of the latent weights.
-    #[arg(long, requires = "train")]
-    weight_decay: Option<f64>,
-    /// Seed of the shuffling and the validation hold-out.
-    #[arg(long, default_value_t = 0, requires = "train")]
-    seed: u64,
-    /// Fine-tune every stage with an external command instead, e.g.
-    /// `python3 tune.py {in} {out}`: `{in}` is the stage as QDQ ONNX, the command writes
-    /// the same model with new weights/scales to `{out}`.
-    #[arg(long, value_name = "CMD", conflicts_with = "train")]
-    finetune_cmd: Option<String>,
-    /// Folder for --finetune-cmd's stage files (default: OUTPUT.finetune).
-    #[arg(long, value_name = "DIR", requires = "finetune_cmd")]
-    finetune_dir: Option<PathBuf>,
-    /// Use only the first N training images (quick runs).
-    #[arg(long, requires = "train")]
-    train_images: Option<usize>,
-    /// Early stop: end a stage after N epochs without a better validation accuracy
-    /// (0: never).
-    #[arg(long, requires = "train")]
-    patience: Option<usize>,
+    tune: tune::TrainArgs,
+    /// Measuring options.
+    #[command(flatten)]
+    check: check::CheckArgs,
 }
 
 pub fn main(args: Args) -> Result<()> {
@@ -176,8 +131,19 @@ pub fn main(args: Args) -> Result<()> {
         print_all: args.print_all,
         stop_after: args.stop_after.clone(),
     };
-    let (mut hook, val) = finetune_hook(&args)?;
-    let out = compile_gradual(&graph, &schedule, &mut cx, hook.as_mut(), &opts)?;
+    let (mut hook, val) = tune::finetune_hook(&args.tune, &args.output)?;
+    let mut checker = check::Checker::new(&args.check)?;
+    let wants_stages = checker.wants_stages();
+    let out = {
+        let mut observe = |s: &_, fq: &_, int: &_| {
+            checker
+                .observe(s, fq, int)
+                .map_err(|e| fqc_passes::PassError::Usage(format!("{e:#}")))
+        };
+        let observer: Option<&mut fqc_passes::schedule::StageObserver<'_>> =
+            wants_stages.then_some(&mut observe);
+        compile_gradual_observed(&graph, &schedule, &mut cx, hook.as_dyn(), &opts, observer)?
+    };
     print_ir(&out);
     if let Some(pass) = &out.stopped_after {
         if !args.print_all && !args.print_after.contains(pass) {
@@ -193,116 +159,35 @@ pub fn main(args: Args) -> Result<()> {
             return Ok(());
         }
     }
-    let report = report(&args, &schedule, &out, &cx, &calib_note)?;
+    let report = report::report(&args, &schedule, &out, &cx, &calib_note)?;
     print!("{report}");
+    let mut val_top1 = None;
     if let Some(val) = &val {
         if out.stopped_after.is_none() {
-            let acc = integer_accuracy(&out.graph, val)?;
+            let mut jit = Engine::from_graph(out.graph.clone(), true, 2)?;
+            let acc = hits(&predictions(&mut jit, val, val.len(), 256)?, &val.y) as f64
+                / val.len().max(1) as f64;
             println!(
                 "integer-only val top-1: {:.2}% ({} images)",
                 100.0 * acc,
                 val.len()
             );
+            val_top1 = Some(acc);
         }
     }
-    Ok(())
-}
-
-/// The fine-tuning hook of this compile — the one place it is chosen: the built-in
-/// QAT trainer with `--train`, the user's command with `--finetune-cmd`, else none
-/// (post-training quantization). With the trainer,
-/// also the validation set it uses (for the integer-only accuracy after the compile).
-fn finetune_hook(args: &Args) -> Result<(Box<dyn FineTune>, Option<LabelledSet>)> {
-    if let Some(cmd) = &args.tune.finetune_cmd {
-        let dir = args.tune.finetune_dir.clone().unwrap_or_else(|| {
-            let mut d = args.output.clone().into_os_string();
-            d.push(".finetune");
-            PathBuf::from(d)
-        });
-        let hook = fqc_train::external::ExternalCommand::new(cmd.clone(), dir)?;
-        return Ok((Box::new(hook), None));
-    }
-    let Some(train_path) = &args.tune.train else {
-        return Ok((Box::new(NoFineTune), None));
+    let test = if out.stopped_after.is_none() {
+        checker.finish(out.fake_quant.as_ref(), &out.graph)?
+    } else {
+        None
     };
-    let mut cfg = fqc_train::TrainConfig::default();
-    if let Some(o) = &args.tune.optimizer {
-        cfg.optimizer = fqc_train::OptimizerKind::parse(o)
-            .with_context(|| format!("--optimizer `{o}`: expected adam or sgd"))?;
-    }
-    if let Some(e) = args.tune.epochs_per_stage {
-        cfg.epochs_per_stage = e;
-    }
-    if let Some(b) = args.tune.batch_size {
-        if b == 0 {
-            bail!("--batch-size must be at least 1");
-        }
-        cfg.batch_size = b;
-    }
-    if let Some(lr) = args.tune.lr {
-        if !(lr.is_finite() && lr > 0.0) {
-            bail!("--lr must be positive");
-        }
-        cfg.lr = Some(lr);
-    }
-    if let Some(wd) = args.tune.weight_decay {
-        cfg.weight_decay = wd;
-    }
-    if let Some(p) = args.tune.patience {
-        cfg.patience = (p > 0).then_some(p);
-    }
-    cfg.seed = args.tune.seed;
-    cfg.distill = args.tune.distill;
-    cfg.max_train_images = args.tune.train_images;
-    let train = LabelledSet::open(train_path, &args.tune.train_split)?;
-    let train = match args.tune.train_images {
-        Some(n) if n < train.len() => fqc_train::trainer::first(&train, n),
-        _ => train,
-    };
-    let (train, val) = match &args.tune.val {
-        Some(p) => (train, LabelledSet::open(p, &args.tune.val_split)?),
-        None => fqc_train::trainer::split_holdout(&train, cfg.val_fraction, cfg.seed),
-    };
-    let ntrain = train.len();
-    let hook = fqc_train::QatFineTune::new(train, Some(val.clone()), cfg.clone())?;
-    println!(
-        "fine-tuning: {ntrain} training / {} validation images, {} epochs per stage, batch {}, {} lr {}{}",
-        val.len(),
-        cfg.epochs_per_stage,
-        cfg.batch_size,
-        match cfg.optimizer {
-            fqc_train::OptimizerKind::Adam => "adam",
-            fqc_train::OptimizerKind::Sgd => "sgd",
-        },
-        cfg.lr(),
-        if cfg.distill { ", distilling from the float model" } else { "" }
-    );
-    Ok((Box::new(hook), Some(val)))
-}
-
-/// Top-1 of the integer-only graph on `set` (the runtime's JIT).
-fn integer_accuracy(g: &Graph, set: &LabelledSet) -> Result<f64> {
-    let model = fqc_runtime::Model::from_graph(g.clone())?;
-    let mut session = model.session();
-    let mut correct = 0usize;
-    for start in (0..set.len()).step_by(256) {
-        let end = (start + 256).min(set.len());
-        let y = session.run(&set.batch(start, end))?;
-        let logits = y.as_f32().context("the model's output is not f32")?;
-        let classes = logits.len() / (end - start).max(1);
-        for (i, row) in logits.chunks(classes.max(1)).enumerate() {
-            let pred = row
-                .iter()
-                .enumerate()
-                .fold(
-                    (0, f32::NEG_INFINITY),
-                    |b, (j, &v)| if v > b.1 { (j, v) } else { b },
-                )
-                .0;
-            correct += usize::from(pred as i64 == set.y[start + i]);
-        }
-    }
-    Ok(correct as f64 / set.len().max(1) as f64)
+    checker.write_summary(check::Summary {
+        model: &args.model,
+        output: &args.output,
+        schedule: schedule.to_string(),
+        trained: hook.stage_reports(),
+        val_integer_top1: val_top1,
+        test,
+    })
 }
 
 /// The schedule from `--schedule`, or one stage from `--weights`/`--act-bits` (default
@@ -423,11 +308,16 @@ fn calibration(args: &Args) -> Result<(Vec<Tensor>, String)> {
             batches_of(&t, n),
             format!("{n} inputs from {}", path.display()),
         )
-    } else if let Some(path) = &args.data {
-        let set = LabelledSet::open(path, &args.split)?;
+    } else if let Some((path, split)) = args.data.as_ref().map(|p| (p, &args.split)).or(args
+        .tune
+        .train
+        .as_ref()
+        .map(|p| (p, &args.tune.train_split)))
+    {
+        let set = LabelledSet::open(path, split)?;
         let n = set.len().min(args.calib_images);
         if n == 0 {
-            bail!("{}: split `{}` holds no images", path.display(), args.split);
+            bail!("{}: split `{split}` holds no images", path.display());
         }
         let batches = (0..n)
             .step_by(CALIB_BATCH)
@@ -435,29 +325,7 @@ fn calibration(args: &Args) -> Result<(Vec<Tensor>, String)> {
             .collect();
         (
             batches,
-            format!("{n} images of split `{}` of {}", args.split, path.display()),
-        )
-    } else if let Some(path) = &args.tune.train {
-        let set = LabelledSet::open(path, &args.tune.train_split)?;
-        let n = set.len().min(args.calib_images);
-        if n == 0 {
-            bail!(
-                "{}: split `{}` holds no images",
-                path.display(),
-                args.tune.train_split
-            );
-        }
-        let batches = (0..n)
-            .step_by(CALIB_BATCH)
-            .map(|s| set.batch(s, (s + CALIB_BATCH).min(n)))
-            .collect();
-        (
-            batches,
-            format!(
-                "{n} images of split `{}` of {}",
-                args.tune.train_split,
-                path.display()
-            ),
+            format!("{n} images of split `{split}` of {}", path.display()),
         )
     } else {
         bail!("no calibration data");
@@ -492,223 +360,4 @@ fn print_ir(out: &CompileOutput) {
             print!("{text}");
         }
     }
-}
-
-/// Writes the artifact and builds the report (see the module docs).
-fn report(
-    args: &Args,
-    schedule: &Schedule,
-    out: &CompileOutput,
-    cx: &PassContext,
-    calib_note: &str,
-) -> Result<String> {
-    fqc_runtime::artifact::save_file(&args.output, &out.graph)
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
-    let mut r = String::new();
-    let w = &mut r;
-    let _ = writeln!(
-        w,
-        "compiled {} -> {}",
-        args.model.display(),
-        args.output.display()
-    );
-    let tuning = if args.tune.train.is_some() {
-        Some("quantization-aware fine-tuning")
-    } else if args.tune.finetune_cmd.is_some() {
-        Some("fine-tuned by --finetune-cmd")
-    } else {
-        None
-    };
-    let kind = match (schedule.stages.len() == 1, tuning) {
-        (true, None) => "one stage: post-training quantization".to_string(),
-        (false, None) => "gradual requantization, no fine-tuning hook".to_string(),
-        (true, Some(t)) => format!("one stage, {t}"),
-        (false, Some(t)) => format!("gradual requantization, {t}"),
-    };
-    let _ = writeln!(w, "schedule: {schedule} ({kind})");
-    let _ = writeln!(
-        w,
-        "calibration: {calib_note}, method {}",
-        method_name(cx.config.calib)
-    );
-    for n in &cx.notes {
-        let _ = writeln!(w, "  {n}");
-    }
-    pass_times(w, out);
-    stages(w, out);
-    layers(w, out);
-    let boundary = fqc_passes::integer_only_report(&out.graph);
-    let _ = writeln!(
-        w,
-        "boundary: input quantizers [{}]; output dequantizers [{}]; trailing float ops [{}]",
-        boundary.input_quantizers.join(", "),
-        boundary.output_dequantizers.join(", "),
-        boundary.trailing.join(", ")
-    );
-    artifact_summary(w, args, &out.graph)?;
-    if boundary.is_integer_only() {
-        let _ = writeln!(w, "integer-only: yes");
-    } else {
-        let ops: Vec<String> = boundary
-            .float_ops
-            .iter()
-            .map(|(n, op, why)| format!("{n} ({op}): {why}"))
-            .collect();
-        let _ = writeln!(
-            w,
-            "integer-only: no ({} float ops inside the boundary: {})",
-            ops.len(),
-            ops.join("; ")
-        );
-    }
-    Ok(r)
-}
-
-fn method_name(m: CalibMethod) -> String {
-    match m {
-        CalibMethod::Mse => "mse".into(),
-        CalibMethod::MinMax => "minmax".into(),
-        CalibMethod::Percentile(p) => format!("percentile:{p}"),
-    }
-}
-
-fn pass_times(w: &mut String, out: &CompileOutput) {
-    let count = out.stages.len();
-    let _ = writeln!(w, "passes:");
-    let mut total = 0.0;
-    for r in &out.records {
-        let ms = r.record.time.as_secs_f64() * 1e3;
-        total += ms;
-        let stage = match r.stage {
-            Some(i) if count > 1 => format!(
-                "stage {}/{count} {}",
-                i + 1,
-                out.stages.get(i).map_or("", |s| s.info.label.as_str())
-            ),
-            _ => String::new(),
-        };
-        let _ = writeln!(w, "  {:<22} {:>10.2} ms  {stage}", r.record.name, ms);
-    }
-    let _ = writeln!(w, "  {:<22} {:>10.2} ms", "total", total);
-}
-
-/// One line per stage of a multi-stage schedule: its bits, the weight sparsity per
-/// layer of its fake-quant graph, and whether a hook fine-tuned it.
-fn stages(w: &mut String, out: &CompileOutput) {
-    if out.stages.len() < 2 {
-        return;
-    }
-    let _ = writeln!(w, "stages (fake-quant graphs):");
-    for s in &out.stages {
-        let zeros: Vec<String> = s
-            .layers
-            .iter()
-            .map(|l| {
-                l.sparsity
-                    .map_or("-".to_string(), |z| format!("{:.1}%", 100.0 * z))
-            })
-            .collect();
-        let _ = writeln!(
-            w,
-            "  {}/{} {:<6} zero weights per layer [{}]; {} activation quantizers; fine-tuned: {}",
-            s.info.index + 1,
-            s.info.count,
-            s.info.label,
-            zeros.join(", "),
-            s.acts.len(),
-            if s.fine_tuned { "yes" } else { "no" }
-        );
-    }
-}
-
-fn layers(w: &mut String, out: &CompileOutput) {
-    let Some(last) = out.stages.last() else {
-        return;
-    };
-    let outputs: Vec<&str> = out
-        .float
-        .nodes()
-        .filter(|(_, d)| out.float.outputs().contains(&d.output))
-        .map(|(_, d)| d.name.as_str())
-        .collect();
-    let _ = writeln!(
-        w,
-        "layers:\n  {:<16} {:>7} {:>10} {:>12} {:>13}",
-        "name", "weights", "act in>out", "MACs/image", "zero weights"
-    );
-    let mut total = 0u64;
-    for l in &last.layers {
-        total += l.macs;
-        let wb = match l.weights {
-            WeightBits::Ternary => "t2".to_string(),
-            WeightBits::Bits(b) => format!("i{b}"),
-        };
-        let inb = l.in_bits.map_or("f32".to_string(), |b| format!("a{b}"));
-        let outb = if outputs.contains(&l.name.as_str()) {
-            "f32".to_string()
-        } else {
-            format!("a{}", l.out_bits)
-        };
-        let sparsity = l
-            .sparsity
-            .map_or("-".to_string(), |s| format!("{:.1}%", 100.0 * s));
-        let _ = writeln!(
-            w,
-            "  {:<16} {:>7} {:>10} {:>12} {:>13}",
-            l.name,
-            wb,
-            format!("{inb}>{outb}"),
-            thousands(l.macs),
-            sparsity
-        );
-    }
-    let _ = writeln!(
-        w,
-        "  {:<16} {:>7} {:>10} {:>12}",
-        "total",
-        "",
-        "",
-        thousands(total)
-    );
-}
-
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn artifact_summary(w: &mut String, args: &Args, g: &Graph) -> Result<()> {
-    let mut ops: BTreeMap<&str, usize> = BTreeMap::new();
-    for (_, d) in g.nodes() {
-        *ops.entry(d.op.name()).or_default() += 1;
-    }
-    let ops: Vec<String> = ops.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    let size = std::fs::metadata(&args.output)
-        .with_context(|| format!("cannot read {}", args.output.display()))?
-        .len();
-    let input = std::fs::metadata(&args.model).map(|m| m.len()).unwrap_or(0);
-    let _ = writeln!(
-        w,
-        "artifact: {} nodes ({}); {} constants",
-        g.order().len(),
-        ops.join(", "),
-        g.num_consts()
-    );
-    let _ = writeln!(
-        w,
-        "size: {} {} bytes; input {} {} bytes ({:.1}x smaller)",
-        args.output.display(),
-        thousands(size),
-        args.model.display(),
-        thousands(input),
-        input as f64 / size.max(1) as f64
-    );
-    Ok(())
 }

@@ -3,7 +3,8 @@
 //! A `.fqc` runs on the JIT (`--interp` selects the interpreter; both give identical
 //! logits, so identical accuracy); `.onnx` / `.fqir` on the interpreter. Images are fed
 //! exactly as every fqc command feeds them (`LabelledSet::batch`: raw pixel values as
-//! float32; normalisation lives in the model).
+//! float32; normalisation lives in the model). `--json` prints the result as one JSON
+//! object for scripts.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -35,6 +36,9 @@ pub struct Args {
     /// Run with the reference interpreter, not the JIT (always so for .onnx/.fqir).
     #[arg(long)]
     interp: bool,
+    /// Print one JSON object (top1, correct, images, seconds, engine) instead of the line.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn main(args: Args) -> Result<()> {
@@ -49,24 +53,23 @@ pub fn main(args: Args) -> Result<()> {
         );
     }
     let started = Instant::now();
-    let mut correct = 0usize;
-    for start in (0..n).step_by(args.batch.max(1)) {
-        let end = (start + args.batch.max(1)).min(n);
-        let out = engine.run(&[set.batch(start, end)])?;
-        let scores = out
-            .first()
-            .and_then(|t| t.as_f32())
-            .context("the model's first output is not float scores")?;
-        let classes = scores.len() / (end - start);
-        for (i, row) in scores.chunks(classes.max(1)).enumerate() {
-            let pred = row
-                .iter()
-                .enumerate()
-                .fold(0, |b, (j, x)| if *x > row[b] { j } else { b });
-            correct += usize::from(pred as i64 == set.y[start + i]);
-        }
-    }
+    let pred = predictions(&mut engine, &set, n, args.batch)?;
+    let correct = hits(&pred, &set.y);
     let secs = started.elapsed().as_secs_f64();
+    if args.json {
+        let v = serde_json::json!({
+            "model": args.model,
+            "data": args.data,
+            "split": args.split,
+            "top1": correct as f64 / n as f64,
+            "correct": correct,
+            "images": n,
+            "seconds": secs,
+            "engine": engine.name(),
+        });
+        println!("{v}");
+        return Ok(());
+    }
     println!(
         "top-1: {:.2}% ({correct}/{n}) on split `{}` of {} [{:.1} images/s, {}]",
         100.0 * correct as f64 / n as f64,
@@ -76,4 +79,38 @@ pub fn main(args: Args) -> Result<()> {
         engine.name()
     );
     Ok(())
+}
+
+/// The top-1 class of each of the first `n` images of `set`, run in batches of `batch`.
+pub(crate) fn predictions(
+    engine: &mut Engine,
+    set: &LabelledSet,
+    n: usize,
+    batch: usize,
+) -> Result<Vec<usize>> {
+    let n = n.min(set.len());
+    let mut pred = Vec::with_capacity(n);
+    for start in (0..n).step_by(batch.max(1)) {
+        let end = (start + batch.max(1)).min(n);
+        let out = engine.run(&[set.batch(start, end)])?;
+        let scores = out
+            .first()
+            .and_then(|t| t.as_f32())
+            .context("the model's first output is not float scores")?;
+        let classes = scores.len() / (end - start);
+        pred.extend(scores.chunks(classes.max(1)).map(|row| {
+            row.iter()
+                .enumerate()
+                .fold(0, |b, (j, x)| if *x > row[b] { j } else { b })
+        }));
+    }
+    Ok(pred)
+}
+
+/// How many predictions equal their label.
+pub(crate) fn hits(pred: &[usize], labels: &[i64]) -> usize {
+    pred.iter()
+        .zip(labels)
+        .filter(|(p, y)| **p as i64 == **y)
+        .count()
 }

@@ -47,11 +47,16 @@ impl Engine {
     pub(crate) fn new(path: &std::path::Path, interp: bool, threads: usize) -> Result<Engine> {
         let graph = crate::model::load(path)?;
         let artifact = crate::model::format_of(path)? == crate::model::Format::Artifact;
-        if interp || !artifact {
+        Engine::from_graph(graph, artifact && !interp, threads)
+            .with_context(|| format!("{}: JIT compile (try --interp)", path.display()))
+    }
+
+    /// The JIT for an integer-only `graph` when `jit`, else the interpreter.
+    pub(crate) fn from_graph(graph: fqc_ir::Graph, jit: bool, threads: usize) -> Result<Engine> {
+        if !jit {
             return Ok(Engine::Interp(graph, RunOptions { threads }));
         }
-        let model = fqc_runtime::Model::from_graph(graph)
-            .with_context(|| format!("{}: JIT compile (try --interp)", path.display()))?;
+        let model = fqc_runtime::Model::from_graph(graph)?;
         Ok(Engine::Jit(Box::new(model.session().threads(threads))))
     }
 
