@@ -7,19 +7,23 @@
 //! parameter), allocates every buffer for that run, and executes the steps in schedule
 //! order; [`CompiledGraph::run_in`] does the same in a caller-owned [`Arena`] that is
 //! reused across runs (it grows only for a larger batch), so a steady-state run
-//! allocates no activation buffer: the input `quantize` and output `dequantize` in Rust (`boundary.rs`), every
-//! other node by calling its kernel (`exec.rs`; the crate's `unsafe` is there and in
-//! `native.rs`).
+//! allocates no activation buffer: the input `quantize` and output `dequantize` in
+//! Rust (`boundary.rs`), every other node by calling its kernel (`exec.rs`; the
+//! crate's `unsafe` is there and in `native/`).
 //!
-//! **Native kernel.** On a CPU with AVX2 (detected at compile time of the graph), a
-//! `qconv`/`qgemm` with at least 16 output pixels and 2 output channels per group is not
-//! JIT'd: its step calls the Rust `std::arch` AVX2 micro-kernel of `native.rs`
-//! (im2col panel, `vpmaddubsw` summed in i16 where provably exact, else `vpmaddwd`),
-//! which measured faster than the JIT'd forms on those layers
-//! (`reports/jit_forms.md`) and costs no compile time. [`CompileOptions::force_form`]
-//! picks a form explicitly.
+//! **Native steps.** On a CPU with AVX2 (detected at compile time of the graph) some
+//! steps are not JIT'd but call Rust `std::arch` AVX2 code (`native/`), which measured
+//! faster and costs no compile time: a `qconv` with at least 16 output pixels and 2
+//! output channels per group (panel packed straight from the image, `vpmaddubsw`
+//! summed in i16 where provably exact, else `vpmaddwd`), a `qgemm` as a
+//! matrix-vector product per image (`native/gemv.rs`), a `requantize` of at most 16
+//! thresholds fused into the convolution or `scaled_add` computing its operand, or on
+//! its own (`fuse.rs`, `native/levels.rs`), and `maxpool`/`sumpool` of low-bit tensors
+//! (`native/pool.rs`). [`CompileOptions::force_form`] picks a convolution form
+//! explicitly; forcing a JIT'd form also keeps every other step JIT'd.
 //!
-//! JIT'd nodes: `qconv` (dense form: i16 multiply-add pairs (`pmaddwd`) over 4-output-channel blocks, reading stride-1 rows in place; or ternary add/sub form),
+//! JIT'd nodes: `qconv` (dense form: i16 multiply-add pairs (`pmaddwd`) over
+//! 4-output-channel blocks, reading stride-1 rows in place; or ternary add/sub form),
 //! `qgemm` (as a 1×1 `qconv`), `requantize`, same-shape `scaled_add`, `maxpool`,
 //! `sumpool`, `global_maxpool`, `global_sumpool`; `reshape`/`flatten` alias buffers.
 //! Everything else is a [`CodegenError::Unsupported`] naming the node. Results equal
@@ -30,6 +34,7 @@ mod emit;
 mod error;
 #[allow(unsafe_code)]
 mod exec;
+mod fuse;
 mod lower;
 #[allow(unsafe_code)]
 mod native;
@@ -52,7 +57,8 @@ pub struct CompileOptions {
     /// Keep the Cranelift IR text of every kernel ([`CompiledGraph::ir`]).
     pub keep_ir: bool,
     /// Use this form for every `qconv`/`qgemm` instead of the automatic choice (for
-    /// tests and measurements). A form that cannot apply (ternary code for non-ternary
+    /// tests and measurements); a forced JIT form (`Dense`, `Ternary`) also keeps the
+    /// other steps (`requantize`, pools) JIT'd. A form that cannot apply (ternary code for non-ternary
     /// weights, the native kernel without AVX2, path A where it would not be exact)
     /// falls back to the automatic choice (path B for path A).
     pub force_form: Option<ConvForm>,
@@ -131,7 +137,12 @@ fn emit_kernel(b: &mut cranelift_frontend::FunctionBuilder, k: &Kernel, p: &emit
         Kernel::Conv(s, Form::Dense) => emit::conv::emit_dense(b, s, p),
         Kernel::Conv(s, Form::Ternary) => emit::conv::emit_ternary(b, s, p),
         Kernel::Requant(s) => emit::misc::emit_requantize(b, s, p),
-        Kernel::Native(_) => unreachable!("native kernels are not JIT'd"),
+        Kernel::Native(_)
+        | Kernel::NativeRequant(_)
+        | Kernel::NativePool(_)
+        | Kernel::NativeGemv(_) => {
+            unreachable!("native kernels are not JIT'd")
+        }
         Kernel::Add(s) => emit::misc::emit_scaled_add(b, s, p),
         Kernel::Pool(s) => emit::misc::emit_pool(b, s, p),
         Kernel::Global { c, plane, kind, io } => {
@@ -149,6 +160,9 @@ fn kernel_form(k: &Kernel) -> &'static str {
         Kernel::Pool(_) => "pool",
         Kernel::Global { .. } => "global_pool",
         Kernel::Native(nc) => nc.form_name(),
+        Kernel::NativeRequant(nr) => nr.form_name(),
+        Kernel::NativePool(_) => "native-pool",
+        Kernel::NativeGemv(nv) => nv.form_name(),
     }
 }
 
@@ -160,8 +174,8 @@ pub fn compile_with(g: &Graph, opts: &CompileOptions) -> Result<CompiledGraph> {
     let mut forms = Vec::new();
     for (i, step) in plan.steps.iter().enumerate() {
         if let Step::Kernel { name, kernel, .. } = step {
-            if let Kernel::Native(nc) = &**kernel {
-                forms.push((name.clone(), nc.form_name()));
+            if kernel.is_native() {
+                forms.push((name.clone(), kernel_form(kernel)));
                 continue;
             }
             let id = jit.define(&format!("k{i}"), |b, p| emit_kernel(b, kernel, p))?;
@@ -358,14 +372,25 @@ impl CompiledGraph {
                 boundary::dequantize(int_elems(&bufs[*x][..nx], e), deq, &mut o[..no]);
                 bufs[*out] = o;
             }
-            Step::Kernel { kernel, a, out, .. } if matches!(**kernel, Kernel::Native(_)) => {
-                let Kernel::Native(nc) = &**kernel else {
-                    unreachable!()
-                };
+            Step::Kernel {
+                kernel, a, b, out, ..
+            } if kernel.is_native() => {
                 let n = self.plan.bufs[*out].axis0.resolve(batch as u64) as usize;
                 let (na, no) = (self.bytes(*a, batch), self.bytes(*out, batch));
+                let nb = b.map_or(0, |b| self.bytes(b, batch));
                 let mut o = std::mem::take(&mut bufs[*out]);
-                let r = native::run(nc, n, &bufs[*a][..na], &mut o[..no], &mut arena.scratch[i]);
+                let (xa, xb) = (&bufs[*a][..na], b.map(|b| &bufs[b][..nb]));
+                let r = match &**kernel {
+                    Kernel::Native(nc) => {
+                        native::run(nc, n, xa, &mut o[..no], &mut arena.scratch[i])
+                    }
+                    Kernel::NativeRequant(nr) => native::levels::run(nr, n, xa, xb, &mut o[..no]),
+                    Kernel::NativePool(np) => native::pool::run(np, n, xa, &mut o[..no]),
+                    Kernel::NativeGemv(nv) => {
+                        native::gemv::run(nv, n, xa, &mut o[..no], &mut arena.scratch[i])
+                    }
+                    _ => unreachable!("is_native"),
+                };
                 bufs[*out] = o;
                 r?;
             }

@@ -12,6 +12,8 @@ use crate::emit::conv::{ConvSpec, Form};
 use crate::emit::misc::{AddSpec, PoolKind, PoolSpec, RequantSpec};
 use crate::emit::Elem;
 use crate::error::Result;
+use crate::native::gemv::NativeGemv;
+use crate::native::pool::NativePool;
 use crate::native::{self, NativeConv};
 use crate::plan::{elem_of, BufElem, Kernel, Planner, Step};
 use crate::ConvForm;
@@ -71,10 +73,11 @@ impl Planner<'_> {
         }
     }
 
-    /// The kernel of a convolution: the native kernel (`native.rs`) when the CPU has
-    /// AVX2 and the layer has enough output pixels and channels per group to fill its
-    /// tiles, else a JIT form; or the form forced by the options (a forced form that
-    /// cannot apply falls back to the automatic choice).
+    /// The kernel of a convolution: on a CPU with AVX2, the native matrix-vector
+    /// kernel (`native/gemv.rs`) for one product per image (`qgemm`), the native tiled
+    /// kernel (`native/`) when the layer has enough output pixels and channels per
+    /// group to fill its tiles, else a JIT form; or the form forced by the options (a
+    /// forced form that cannot apply falls back to the automatic choice).
     fn conv_kernel(&self, spec: ConvSpec, ternary_dtype: bool) -> Kernel {
         let all_ternary = spec.weights.iter().all(|&v| (-1..=1).contains(&v));
         let jit = |spec: ConvSpec| {
@@ -90,6 +93,12 @@ impl Planner<'_> {
                     None => unreachable!("AVX2 was detected"),
                 }
             }
+            None if native::available() && spec.oh * spec.ow == 1 => {
+                match NativeGemv::new(spec.clone()) {
+                    Some(nv) => Kernel::NativeGemv(nv),
+                    None => jit(spec),
+                }
+            }
             _ if native::available() && native_pays(&spec) => {
                 match NativeConv::new(spec.clone(), true) {
                     Some(nc) => Kernel::Native(nc),
@@ -100,20 +109,31 @@ impl Planner<'_> {
         }
     }
 
-    fn push(&mut self, node: &NodeData, kernel: Kernel, a: usize, b: Option<usize>) -> Result<()> {
+    pub(crate) fn push(
+        &mut self,
+        node: &NodeData,
+        kernel: Kernel,
+        a: usize,
+        b: Option<usize>,
+    ) -> Result<()> {
         let (elem, bound, consts, scratch) = match &kernel {
             Kernel::Conv(s, f) => (Elem::I32, s.bound(), s.consts(*f), s.scratch_bytes(*f)),
             Kernel::Native(nc) => (Elem::I32, nc.spec.bound(), Vec::new(), nc.scratch_bytes()),
+            Kernel::NativeGemv(nv) => (Elem::I32, nv.spec.bound(), Vec::new(), nv.scratch_bytes()),
             Kernel::Requant(r) => {
                 let (lo, hi) = self.g.ty(node.output).dtype.quant_range().unwrap_or((0, 0));
                 (r.out, lo.abs().max(hi.abs()), r.consts(), 0)
+            }
+            Kernel::NativeRequant(r) => {
+                let (lo, hi) = self.g.ty(node.output).dtype.quant_range().unwrap_or((0, 0));
+                (r.levels.out, lo.abs().max(hi.abs()), Vec::new(), 0)
             }
             Kernel::Add(s) => {
                 let bound = i64::from(s.ka).abs() * self.bound[&a]
                     + i64::from(s.kb).abs() * b.map_or(0, |b| self.bound[&b]);
                 (Elem::I32, bound, Vec::new(), 0)
             }
-            Kernel::Pool(s) => {
+            Kernel::Pool(s) | Kernel::NativePool(NativePool { spec: s, .. }) => {
                 let bound = match s.kind {
                     PoolKind::Sum => (s.kernel[0] * s.kernel[1]) as i64 * self.bound[&a],
                     PoolKind::Max { qmin } => self.bound[&a].max(qmin.abs()),
@@ -247,6 +267,9 @@ impl Planner<'_> {
                     descending: d.iter().map(|&f| f != 0).collect(),
                     out,
                 };
+                if self.native_requant(node, &spec, a)? {
+                    return Ok(());
+                }
                 self.push(node, Kernel::Requant(spec), a, None)
             }
             Op::ScaledAdd => {
@@ -300,7 +323,11 @@ impl Planner<'_> {
                     input: e,
                     out: if max { e } else { Elem::I32 },
                 };
-                self.push(node, Kernel::Pool(spec), a, None)
+                let kernel = match NativePool::new(spec.clone()) {
+                    Some(np) if self.native_steps() => Kernel::NativePool(np),
+                    _ => Kernel::Pool(spec),
+                };
+                self.push(node, kernel, a, None)
             }
             Op::GlobalMaxPool | Op::GlobalSumPool => {
                 let (a, e, _) = self.int_operand(node, node.inputs[0])?;

@@ -24,6 +24,9 @@ use crate::emit::conv::{ConvSpec, Form};
 use crate::emit::misc::{AddSpec, PoolKind, PoolSpec, RequantSpec};
 use crate::emit::Elem;
 use crate::error::{CodegenError, Result};
+use crate::native::gemv::NativeGemv;
+use crate::native::levels::NativeRequant;
+use crate::native::pool::NativePool;
 use crate::native::NativeConv;
 use crate::ConvForm;
 
@@ -63,8 +66,14 @@ impl Buf {
 #[derive(Clone, Debug)]
 pub(crate) enum Kernel {
     Conv(ConvSpec, Form),
-    /// A `qconv`/`qgemm` run by the Rust AVX2 kernel (`native.rs`), not JIT'd.
+    /// A `qconv`/`qgemm` run by the Rust AVX2 kernel (`native/`), not JIT'd.
     Native(NativeConv),
+    /// A `requantize` (or `scaled_add` + `requantize`) run by `native/levels.rs`.
+    NativeRequant(NativeRequant),
+    /// A `maxpool`/`sumpool` of a low-bit tensor run by `native/pool.rs`.
+    NativePool(NativePool),
+    /// A `qgemm` (one product per image) run by `native/gemv.rs`.
+    NativeGemv(NativeGemv),
     Requant(RequantSpec),
     Add(AddSpec),
     Pool(PoolSpec),
@@ -74,6 +83,19 @@ pub(crate) enum Kernel {
         kind: PoolKind,
         io: (Elem, Elem),
     },
+}
+
+impl Kernel {
+    /// Whether the step runs Rust code (`native/`) instead of a JIT'd kernel.
+    pub(crate) fn is_native(&self) -> bool {
+        matches!(
+            self,
+            Kernel::Native(_)
+                | Kernel::NativeRequant(_)
+                | Kernel::NativePool(_)
+                | Kernel::NativeGemv(_)
+        )
+    }
 }
 
 /// How `dequantize` maps its operand to f32.
@@ -142,6 +164,8 @@ pub(crate) struct Planner<'g> {
     pub(crate) bound: HashMap<usize, i64>,
     /// The convolution form asked for by [`crate::CompileOptions::force_form`].
     pub(crate) force: Option<ConvForm>,
+    /// Uses of each value (by value index) by live nodes and graph outputs.
+    pub(crate) uses: Vec<u32>,
 }
 
 /// Plans `g` (see the module docs).
@@ -150,10 +174,15 @@ pub(crate) fn plan(g: &Graph, force: Option<ConvForm>) -> Result<Plan> {
     let mut needed = vec![false; g.num_values()];
     g.outputs().iter().for_each(|v| needed[v.index()] = true);
     let mut live = Vec::new();
+    let mut uses = vec![0u32; g.num_values()];
+    g.outputs().iter().for_each(|v| uses[v.index()] += 1);
     for &n in g.order().iter().rev() {
         let node = g.node(n);
         if needed[node.output.index()] {
-            node.inputs.iter().for_each(|v| needed[v.index()] = true);
+            for v in &node.inputs {
+                needed[v.index()] = true;
+                uses[v.index()] += 1;
+            }
             live.push(n);
         }
     }
@@ -168,6 +197,7 @@ pub(crate) fn plan(g: &Graph, force: Option<ConvForm>) -> Result<Plan> {
         buf_of: HashMap::new(),
         bound: HashMap::new(),
         force,
+        uses,
     };
     for n in live {
         p.node(g.node(n))?;

@@ -1,7 +1,8 @@
 //! JIT ≡ integer interpreter, bit for bit, on random small graphs: `qconv` (dense and
 //! ternary weights, strides, pads, dilations, groups incl. depthwise, u/i 2..8-bit
-//! inputs) followed by `requantize` and a pool; `qgemm`; `scaled_add` with the global
-//! pools; dense convs with several blocks of output channels; and a clear
+//! inputs) followed by `requantize` (fused into the native convolution or not) and a
+//! pool; `qgemm`; `scaled_add` followed by `requantize` (fused or not) and with the
+//! global pools; dense convs with several blocks of output channels; and a clear
 //! `Unsupported` error for a float op.
 
 mod common;
@@ -133,12 +134,22 @@ fn build_conv(c: &ConvCase) -> (Graph, Vec<fqc_ir::Tensor>) {
         scale: F32(1.0),
     };
     let y = node(&mut g, rq, vec![acc, t, d], "requant");
-    let pw = Window {
-        kernel: [2, 3],
-        strides: [2, 1],
-        pads: [1, 0, 0, 1],
-        dilations: [1, 1],
-        ceil_mode: c.seed.is_multiple_of(2),
+    let pw = if (c.seed >> 4).is_multiple_of(3) {
+        Window {
+            kernel: [2, 2],
+            strides: [2, 2],
+            pads: [0; 4],
+            dilations: [1, 1],
+            ceil_mode: c.seed.is_multiple_of(2),
+        }
+    } else {
+        Window {
+            kernel: [2, 3],
+            strides: [2, 1],
+            pads: [1, 0, 0, 1],
+            dilations: [1, 1],
+            ceil_mode: c.seed.is_multiple_of(2),
+        }
     };
     let fits = (0..2).all(|a| {
         pw.output_extent(a, g.ty(y).shape.0[a + 2].resolve(1))
@@ -149,7 +160,13 @@ fn build_conv(c: &ConvCase) -> (Graph, Vec<fqc_ir::Tensor>) {
         2 if fits => node(&mut g, Op::SumPool { window: pw }, vec![y], "sumpool"),
         _ => y,
     };
-    g.set_outputs(vec![acc, out]);
+    // Two cases in three leave the accumulators unread but by `requantize`, which is
+    // then fused into a native convolution; else it runs as a step of its own.
+    if (c.seed >> 8).is_multiple_of(3) {
+        g.set_outputs(vec![acc, out]);
+    } else {
+        g.set_outputs(vec![out]);
+    }
     let input = random_input(&mut rng, c.n, &[cin, c.hw[0], c.hw[1]], xdt);
     (g, vec![input])
 }
@@ -218,6 +235,86 @@ proptest! {
         check_same(&g, &[input]);
     }
 
+    /// `scaled_add` then `requantize` (fused natively when the sum has no other use,
+    /// else a native or JIT'd `requantize` step), rows short and long.
+    #[test]
+    fn scaled_add_requantize(
+        (n, c, h, w) in (1usize..3, 1usize..4, 1usize..6, 1usize..40),
+        xa in (any::<bool>(), 2u8..9),
+        xb in (any::<bool>(), 2u8..9),
+        (ka, kb) in (-100_000i32..100_000, -100_000i32..100_000),
+        out in (any::<bool>(), 2u8..6),
+        keep_sum in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let mut rng = Lcg(seed);
+        let (da, db) = (int_dtype(xa.0, xa.1), int_dtype(xb.0, xb.1));
+        let mut g = Graph::new("addrq");
+        let a = quantized_input(&mut g, "a", &[c, h, w], da);
+        let b = quantized_input(&mut g, "b", &[c, h, w], db);
+        let ka_v = konst(&mut g, DType::I32, &[], store(DType::I32, vec![i64::from(ka)]));
+        let kb_v = konst(&mut g, DType::I32, &[], store(DType::I32, vec![i64::from(kb)]));
+        let s = node(&mut g, Op::ScaledAdd, vec![a, b, ka_v, kb_v], "add");
+        let odt = int_dtype(out.0, out.1);
+        let span = 130 * (i64::from(ka).abs() + i64::from(kb).abs()) + 1;
+        let (t, d) = thresholds(&mut rng, c, odt, span);
+        let l = t.len() / c;
+        let t = konst(&mut g, DType::I32, &[c, l], store(DType::I32, t));
+        let d = konst(&mut g, DType::I8, &[c], store(DType::I8, d));
+        let rq = Op::Requantize { dtype: odt, scale: F32(1.0) };
+        let y = node(&mut g, rq, vec![s, t, d], "requant");
+        g.set_outputs(if keep_sum { vec![s, y] } else { vec![y] });
+        let ia = random_input(&mut rng, n, &[c, h, w], da);
+        let ib = random_input(&mut rng, n, &[c, h, w], db);
+        check_same(&g, &[ia, ib]);
+    }
+
+    /// Rows wide enough for whole 16-column runs of the native kernel's direct panel
+    /// packing (and runs that cross output rows), with the fused `requantize`.
+    #[test]
+    fn native_conv_wide_rows(
+        (mut c, h, w, mg) in (conv_case(), 1usize..5, 14usize..41, 1usize..10),
+    ) {
+        c.hw = [h + 2 * c.k[0], w];
+        c.mg = mg;
+        c.depthwise = false;
+        let (g, inputs) = build_conv(&c);
+        check_same(&g, &inputs);
+    }
+
+    /// Pools straight on a low-bit input, wide rows: `MaxPool(2)` (the native halving
+    /// kernel where every window is inside), and other windows.
+    #[test]
+    fn pools_on_wide_rows(
+        (n, c, h, w) in (1usize..3, 1usize..3, 2usize..7, 2usize..80),
+        x in (any::<bool>(), 2u8..9),
+        (k, s, pad) in ([1u64..4, 1u64..4], [1u64..3, 1u64..3], 0u64..2),
+        (halving, ceil, sum) in (any::<bool>(), any::<bool>(), any::<bool>()),
+        seed in any::<u64>(),
+    ) {
+        let mut rng = Lcg(seed);
+        let xdt = int_dtype(x.0, x.1);
+        let window = if halving {
+            Window { kernel: [2, 2], strides: [2, 2], pads: [0; 4], dilations: [1, 1], ceil_mode: ceil }
+        } else {
+            Window { kernel: k, strides: s, pads: [pad, 0, pad, pad], dilations: [1, 1], ceil_mode: ceil }
+        };
+        let fits = (0..2).all(|a| {
+            let padded = [h, w][a] as u64 + window.pads[a] + window.pads[a + 2];
+            padded >= window.kernel[a]
+                && window.pads[a] < window.kernel[a]
+                && window.pads[a + 2] < window.kernel[a]
+        });
+        prop_assume!(fits);
+        let mut g = Graph::new("pool");
+        let xv = quantized_input(&mut g, "x", &[c, h, w], xdt);
+        let op = if sum { Op::SumPool { window } } else { Op::MaxPool { window } };
+        let y = node(&mut g, op, vec![xv], "pool");
+        g.set_outputs(vec![y]);
+        let input = random_input(&mut rng, n, &[c, h, w], xdt);
+        check_same(&g, &[input]);
+    }
+
     #[test]
     fn scaled_add_and_global_pools(
         (n, c, h, w) in (1usize..4, 1usize..5, 1usize..7, 1usize..7),
@@ -241,6 +338,70 @@ proptest! {
         let ia = random_input(&mut rng, n, &[c, h, w], da);
         let ib = random_input(&mut rng, n, &[c, h, w], db);
         check_same(&g, &[ia, ib]);
+    }
+}
+
+/// On an AVX2 machine the automatic choice fuses `requantize` into a native convolution
+/// and into a `scaled_add` whose results nothing else reads (and the results match).
+#[test]
+fn requantize_fuses_on_the_native_path() {
+    let c = ConvCase {
+        n: 2,
+        cg: 8,
+        mg: 8,
+        group: 1,
+        depthwise: false,
+        hw: [9, 10],
+        k: [3, 3],
+        strides: [1, 1],
+        dil: [1, 1],
+        pads: [1, 1, 1, 1],
+        x: (false, 4),
+        wbits: None,
+        bias: true,
+        out: (false, 4),
+        pool: 0,
+        seed: 1 << 8,
+    };
+    let (g, inputs) = build_conv(&c);
+    check_same(&g, &inputs);
+    let forms = fqc_codegen::compile(&g).unwrap().kernel_forms().to_vec();
+    if is_avx2() {
+        assert!(
+            forms.iter().any(|(_, f)| *f == "native-a+requantize"),
+            "{forms:?}"
+        );
+    }
+    let mut g = Graph::new("addrq");
+    let dt = int_dtype(false, 4);
+    let a = quantized_input(&mut g, "a", &[3, 5, 7], dt);
+    let b = quantized_input(&mut g, "b", &[3, 5, 7], dt);
+    let ka = konst(&mut g, DType::I32, &[], store(DType::I32, vec![3]));
+    let kb = konst(&mut g, DType::I32, &[], store(DType::I32, vec![-2]));
+    let s = node(&mut g, Op::ScaledAdd, vec![a, b, ka, kb], "add");
+    let t = konst(
+        &mut g,
+        DType::I32,
+        &[3, 15],
+        store(DType::I32, (0..45).map(|i| i % 15 * 3 - 20).collect()),
+    );
+    let d = konst(&mut g, DType::I8, &[3], store(DType::I8, vec![0, 1, 0]));
+    let rq = Op::Requantize {
+        dtype: dt,
+        scale: F32(1.0),
+    };
+    let y = node(&mut g, rq, vec![s, t, d], "requant");
+    g.set_outputs(vec![y]);
+    let mut rng = Lcg(5);
+    let x = [
+        random_input(&mut rng, 2, &[3, 5, 7], dt),
+        random_input(&mut rng, 2, &[3, 5, 7], dt),
+    ];
+    check_same(&g, &x);
+    let forms = fqc_codegen::compile(&g).unwrap().kernel_forms().to_vec();
+    if is_avx2() {
+        assert_eq!(forms.len(), 1, "{forms:?}");
+        assert_eq!(forms[0].1, "native-add-requantize");
     }
 }
 

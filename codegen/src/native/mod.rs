@@ -6,7 +6,9 @@
 //!
 //! **Algorithm.** Per image: copy the image into a zero-padded scratch copy (padding
 //! written once, when the arena allocates the scratch, and never written again); per
-//! group, build the im2col matrix `col[K_p][N_p]` (`K = C/G·kh·kw` taps, `N = OH·OW`
+//! group, with column stride 1, pack the panel below straight from that copy
+//! (`x86::pack_direct`: runs of output columns are runs of image bytes); else build
+//! the im2col matrix `col[K_p][N_p]` (`K = C/G·kh·kw` taps, `N = OH·OW`
 //! output pixels; rows and columns past `K`/`N` are never written and stay zero), then
 //! interleave pairs of its rows into a tiled *panel*: for tap pair `q` and a tile of
 //! columns, 64 bytes holding `(x[2q,n], x[2q+1,n])` per column `n`. Weights are packed
@@ -24,6 +26,14 @@
 //!   columns; activations widened to i16 in the panel, `vpmaddwd` (i16 pairs → i32),
 //!   exact because every product fits i16 × i16 and a pair sum fits i32.
 //!
+//! **Epilogue.** When `fuse.rs` fused the following `requantize` into the layer
+//! ([`NativeConv::epi`]), each register tile is turned into level bytes by
+//! `levels.rs` and stored as such; otherwise the i32 accumulators are stored. On
+//! path A, when all pairs fit one i16 chunk and the layer's bound `|bias| +
+//! max|x|·Σ|w|` is at most 32766, the accumulators start at the bias in i16 and are
+//! never widened: every partial sum is bounded by the layer's bound, so the i16 adds
+//! are exact, and the thresholds are compared in i16 (`levels16`).
+//!
 //! i32 accumulators start at the bias; i32 adds wrap, but the plan only accepts a layer
 //! whose `|bias| + max|x|·Σ|w|` fits i32 (`plan.rs`), so every partial sum is exact.
 //! Padding taps, padded columns and padded channels multiply by a zero, or are not
@@ -32,16 +42,23 @@
 //! **Safety.** The module holds `unsafe` for two reasons: calling the
 //! `#[target_feature(enable = "avx2")]` functions, sound because [`NativeConv`] is
 //! only built when `is_x86_feature_detected!("avx2")` held and [`run`] checks it again;
-//! and the unaligned vector loads/stores through raw pointers in [`interleave`] and
-//! [`tile_a`]/[`tile_b`]. Their offsets stay in bounds because [`run`] first checks
+//! and the unaligned vector loads/stores through raw pointers in `x86::interleave` and
+//! `x86::tile_a`/`tile_b`. Their offsets stay in bounds because [`run`] first checks
 //! every slice against the sizes derived here from the same geometry (`panel ≥
-//! tiles·pairs·64`, weights `≥ G·blocks·pairs·MR`, `out ≥ n·M·N` i32), and every
+//! tiles·pairs·64`, weights `≥ G·blocks·pairs·MR`, `out ≥ n·M·N` i32 or level bytes), and every
 //! offset used is `< tiles·pairs·64` (panel), `< G·blocks·pairs·MR` (weights), or a
 //! column `< N` of a channel `< M` (output stores go through a bounds-checked copy for
 //! the last partial 8 columns).
 
+mod chunks;
+pub(crate) mod gemv;
+pub(crate) mod levels;
+pub(crate) mod pool;
+
 use crate::emit::conv::ConvSpec;
 use crate::error::{CodegenError, Result};
+use chunks::Chunks;
+use levels::Levels;
 
 /// Output channels per register block.
 pub(crate) const MR: usize = 4;
@@ -76,6 +93,15 @@ pub(crate) struct NativeConv {
     w: Vec<i32>,
     /// Per (group, block, channel of block).
     bias: Vec<i32>,
+    /// The fused `requantize` (`levels.rs`): the step then writes one level byte per
+    /// output instead of an i32.
+    pub epi: Option<Levels>,
+    /// With column stride 1: where the direct packing reads each chunk of columns.
+    chunks: Option<Chunks>,
+    /// Path A with every pair in one i16 chunk (`pairs ≤ flush`) and `|bias| +
+    /// max|x|·Σ|w| ≤ 32766`: with a fused `requantize`, the accumulators stay i16 and
+    /// are compared in i16 (`x86::tile_a16`, `levels::avx2::levels16`).
+    short: bool,
 }
 
 /// Whether this CPU can run the native kernel.
@@ -92,7 +118,7 @@ pub(crate) fn available() -> bool {
 
 /// The largest `max|x|·(|w0|+|w1|)` over the weight pairs, or `None` when path A does
 /// not apply (signed activations).
-fn pair_bound(s: &ConvSpec) -> Option<i64> {
+pub(super) fn pair_bound(s: &ConvSpec) -> Option<i64> {
     if s.x_signed {
         return None;
     }
@@ -151,7 +177,27 @@ impl NativeConv {
                 }
             }
         }
+        let chunks = (s.strides[1] == 1).then(|| {
+            let w = if path == Path::A { 16 } else { 8 };
+            let (hs, ws) = s.extent();
+            let mut c = Chunks::new(n, s.ow, s.strides[0] * ws, w);
+            c.taps = (0..2 * pairs)
+                .map(|t| {
+                    let (ci, ki, kj) = (t / (s.kh * s.kw), (t / s.kw) % s.kh, t % s.kw);
+                    let b = (ci * hs + ki * s.dilations[0]) * ws + kj * s.dilations[1];
+                    if t < k {
+                        b
+                    } else {
+                        usize::MAX
+                    }
+                })
+                .collect();
+            c
+        });
+        let short = path == Path::A && pairs <= flush && s.bound() <= 32766;
         Some(NativeConv {
+            short,
+            chunks,
             spec: s,
             path,
             flush,
@@ -162,6 +208,7 @@ impl NativeConv {
             blocks,
             w,
             bias,
+            epi: None,
         })
     }
 
@@ -191,10 +238,16 @@ impl NativeConv {
     }
     /// The form's name in [`crate::CompiledGraph::kernel_forms`].
     pub(crate) fn form_name(&self) -> &'static str {
-        match self.path {
-            Path::A => "native-a",
-            Path::B => "native-b",
+        match (self.path, self.epi.is_some()) {
+            (Path::A, false) => "native-a",
+            (Path::B, false) => "native-b",
+            (Path::A, true) => "native-a+requantize",
+            (Path::B, true) => "native-b+requantize",
         }
+    }
+    /// Bytes per output element: an i32, or a level byte with a fused `requantize`.
+    pub(crate) fn out_size(&self) -> usize {
+        self.epi.as_ref().map_or(4, |e| e.out.size())
     }
 
     /// Copies image `x` into the padded area (or returns `x` itself when unpadded).
@@ -231,6 +284,15 @@ impl NativeConv {
                         let dst = &mut row[oy * s.ow..(oy + 1) * s.ow];
                         if sw == 1 {
                             dst.copy_from_slice(&src[base..base + s.ow]);
+                        } else if sw == 2 {
+                            // Every other byte: `chunks_exact` lets the compiler
+                            // vectorise the de-interleave; the last tap separately.
+                            let (head, last) = dst.split_at_mut(s.ow - 1);
+                            let line = &src[base..base + 2 * (s.ow - 1) + 1];
+                            for (d, p) in head.iter_mut().zip(line.chunks_exact(2)) {
+                                *d = p[0];
+                            }
+                            last[0] = line[2 * (s.ow - 1)];
                         } else {
                             let line = &src[base..base + (s.ow - 1) * sw + 1];
                             for (d, v) in dst.iter_mut().zip(line.iter().step_by(sw)) {
@@ -255,8 +317,9 @@ pub(crate) fn run(
 ) -> Result<()> {
     let s = &nc.spec;
     let in_item = s.c * s.h * s.w;
-    let out_item = s.m * nc.n * 4;
+    let out_item = s.m * nc.n * nc.out_size();
     let fits = x.len() >= n * in_item
+        && nc.epi.as_ref().is_none_or(|e| e.channels() == s.m)
         && out.len() >= n * out_item
         && scratch.len() >= nc.scratch_bytes()
         && nc.w.len() >= s.group * nc.blocks * nc.pairs * MR
@@ -274,13 +337,23 @@ pub(crate) fn run(
         let yi = &mut out[img * out_item..(img + 1) * out_item];
         let src = nc.source(xi, pad);
         for g in 0..s.group {
-            nc.im2col(src, g, col);
+            let direct = nc.chunks.is_some();
+            if !direct {
+                nc.im2col(src, g, col);
+            }
             #[cfg(target_arch = "x86_64")]
             // SAFETY: AVX2 was detected (`available()` above); the sizes were checked
             // above (module docs).
             unsafe {
-                x86::interleave(nc, col, panel);
-                x86::compute(nc, g, panel, yi);
+                if direct {
+                    for t in 0..nc.tiles {
+                        x86::pack_direct(nc, src, g, panel, t);
+                        x86::compute(nc, g, panel, yi, (t, t + 1));
+                    }
+                } else {
+                    x86::interleave(nc, col, panel);
+                    x86::compute(nc, g, panel, yi, (0, nc.tiles));
+                }
             }
         }
     }
@@ -288,164 +361,4 @@ pub(crate) fn run(
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
-    use std::arch::x86_64::*;
-
-    use super::{NativeConv, Path, MR, TB};
-
-    /// Pairs of im2col rows → the tiled panel (module docs).
-    ///
-    /// # Safety
-    /// AVX2 is available; `col ≥ 2·pairs·Np` and `panel ≥ tiles·pairs·64` bytes.
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn interleave(nc: &NativeConv, col: &[u8], panel: &mut [u8]) {
-        let np = nc.np();
-        let cp = col.as_ptr();
-        let pp = panel.as_mut_ptr();
-        let signed = nc.spec.x_signed;
-        for q in 0..nc.pairs {
-            let r0 = cp.add(2 * q * np);
-            let r1 = cp.add((2 * q + 1) * np);
-            match nc.path {
-                Path::A => {
-                    for c16 in 0..np / 16 {
-                        let a = _mm_loadu_si128(r0.add(16 * c16).cast());
-                        let b = _mm_loadu_si128(r1.add(16 * c16).cast());
-                        let d = pp.add(((c16 / 2) * nc.pairs + q) * TB + (c16 % 2) * 32);
-                        _mm_storeu_si128(d.cast(), _mm_unpacklo_epi8(a, b));
-                        _mm_storeu_si128(d.add(16).cast(), _mm_unpackhi_epi8(a, b));
-                    }
-                }
-                Path::B => {
-                    for c8 in 0..np / 8 {
-                        let a = _mm_loadl_epi64(r0.add(8 * c8).cast());
-                        let b = _mm_loadl_epi64(r1.add(8 * c8).cast());
-                        let i = _mm_unpacklo_epi8(a, b);
-                        let y = if signed {
-                            _mm256_cvtepi8_epi16(i)
-                        } else {
-                            _mm256_cvtepu8_epi16(i)
-                        };
-                        let d = pp.add(((c8 / 2) * nc.pairs + q) * TB + (c8 % 2) * 32);
-                        _mm256_storeu_si256(d.cast(), y);
-                    }
-                }
-            }
-        }
-    }
-
-    /// All tiles and channel blocks of group `g` of one image into `y` (`M·N` i32).
-    ///
-    /// # Safety
-    /// As [`interleave`], and `y ≥ M·N·4` bytes.
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn compute(nc: &NativeConv, g: usize, panel: &[u8], y: &mut [u8]) {
-        let mg = nc.spec.mg();
-        for t in 0..nc.tiles {
-            let xt = panel.as_ptr().add(t * nc.pairs * TB);
-            for b in 0..nc.blocks {
-                let wb = nc.w.as_ptr().add((g * nc.blocks + b) * nc.pairs * MR);
-                let bias = &nc.bias[(g * nc.blocks + b) * MR..][..MR];
-                let acc = match nc.path {
-                    Path::A => tile_a(xt, wb, nc.pairs, nc.flush, bias),
-                    Path::B => tile_b(xt, wb, nc.pairs, bias),
-                };
-                let rows = (mg - b * MR).min(MR);
-                for (r, a) in acc.iter().enumerate().take(rows) {
-                    let o = g * mg + b * MR + r;
-                    store(&a[..nc.tile / 8], y, o * nc.n, t * nc.tile, nc.n);
-                }
-            }
-        }
-    }
-
-    /// Stores the i32 vectors `a` (columns `n0..n0 + 8·len`) of a channel whose row
-    /// starts at element `row`, only the columns `< n`.
-    #[target_feature(enable = "avx2")]
-    unsafe fn store(a: &[__m256i], y: &mut [u8], row: usize, n0: usize, n: usize) {
-        for (i, v) in a.iter().enumerate() {
-            let c = n0 + 8 * i;
-            if c + 8 <= n {
-                let d = y[(row + c) * 4..(row + c + 8) * 4].as_mut_ptr();
-                _mm256_storeu_si256(d.cast(), *v);
-            } else if c < n {
-                let mut tmp = [0u8; 32];
-                _mm256_storeu_si256(tmp.as_mut_ptr().cast(), *v);
-                let len = (n - c) * 4;
-                y[(row + c) * 4..(row + c) * 4 + len].copy_from_slice(&tmp[..len]);
-            }
-        }
-    }
-
-    /// Path A: `MR` channels × 32 columns; result quarters 0..4 (8 columns each).
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    unsafe fn tile_a(
-        xt: *const u8,
-        wb: *const i32,
-        pairs: usize,
-        flush: usize,
-        bias: &[i32],
-    ) -> [[__m256i; 4]; MR] {
-        let mut acc = [[_mm256_setzero_si256(); 4]; MR];
-        for (a, &b) in acc.iter_mut().zip(bias) {
-            *a = [_mm256_set1_epi32(b); 4];
-        }
-        let mut q0 = 0;
-        while q0 < pairs {
-            let end = (q0 + flush.max(1)).min(pairs);
-            let mut s = [[_mm256_setzero_si256(); 2]; MR];
-            for q in q0..end {
-                let x0 = _mm256_loadu_si256(xt.add(q * TB).cast());
-                let x1 = _mm256_loadu_si256(xt.add(q * TB + 32).cast());
-                let wq = wb.add(q * MR);
-                for (r, sr) in s.iter_mut().enumerate() {
-                    let w = _mm256_set1_epi16(*wq.add(r) as i16);
-                    sr[0] = _mm256_add_epi16(sr[0], _mm256_maddubs_epi16(x0, w));
-                    sr[1] = _mm256_add_epi16(sr[1], _mm256_maddubs_epi16(x1, w));
-                }
-            }
-            for (a, sr) in acc.iter_mut().zip(&s) {
-                for h in 0..2 {
-                    let lo = _mm256_cvtepi16_epi32(_mm256_castsi256_si128(sr[h]));
-                    let hi = _mm256_cvtepi16_epi32(_mm256_extracti128_si256::<1>(sr[h]));
-                    a[2 * h] = _mm256_add_epi32(a[2 * h], lo);
-                    a[2 * h + 1] = _mm256_add_epi32(a[2 * h + 1], hi);
-                }
-            }
-            q0 = end;
-        }
-        acc
-    }
-
-    /// Path B: `MR` channels × 16 columns; result halves in quarters 0..2.
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    unsafe fn tile_b(
-        xt: *const u8,
-        wb: *const i32,
-        pairs: usize,
-        bias: &[i32],
-    ) -> [[__m256i; 4]; MR] {
-        let mut acc = [[_mm256_setzero_si256(); 2]; MR];
-        for (a, &b) in acc.iter_mut().zip(bias) {
-            *a = [_mm256_set1_epi32(b); 2];
-        }
-        for q in 0..pairs {
-            let x0 = _mm256_loadu_si256(xt.add(q * TB).cast());
-            let x1 = _mm256_loadu_si256(xt.add(q * TB + 32).cast());
-            let wq = wb.add(q * MR);
-            for (r, a) in acc.iter_mut().enumerate() {
-                let w = _mm256_set1_epi32(*wq.add(r));
-                a[0] = _mm256_add_epi32(a[0], _mm256_madd_epi16(x0, w));
-                a[1] = _mm256_add_epi32(a[1], _mm256_madd_epi16(x1, w));
-            }
-        }
-        let z = _mm256_setzero_si256();
-        let mut out = [[z; 4]; MR];
-        for (o, a) in out.iter_mut().zip(&acc) {
-            *o = [a[0], a[1], z, z];
-        }
-        out
-    }
-}
+mod x86;

@@ -1,0 +1,273 @@
+//! The native form of `maxpool`/`sumpool` over low-bit (u8/i8) inputs: safe Rust that
+//! the compiler vectorises, chosen with the other native kernels (`fuse.rs` and
+//! `lower.rs` say when). It replaces the JIT'd pool, which bounds-checks and selects
+//! every tap of every window.
+//!
+//! **2×2 stride-2 max** (no padding, every window inside the image: the common
+//! `MaxPool(2)`): `avx2::halving_max`, 16 outputs per step (exact: max is computed
+//! on the stored values, in their own signedness).
+//!
+//! **Algorithm** (everything else). The valid taps of each output row (`iy = oy·sh + ki·dh − pad_top` in
+//! `0..H`) and column are listed once, when the plan is built. Per output row, the
+//! valid input rows are combined element-wise into one row of i32 (max or sum: a
+//! vectorisable loop over `W`), then each output column combines that row at its valid
+//! columns (interior columns, whose taps are all valid, by one strided loop per tap
+//! instead of tap lists). Max and sum are associative and commutative, so combining rows first
+//! and columns second gives the maximum (sum) over the window's valid taps, as the
+//! interpreter defines it: padding contributes nothing, and a window without valid
+//! taps yields `qmin` (max) or 0 (sum). Sums of low-bit values over a window are
+//! bounded by the plan (`taps·max|x|` fits i32), so the i32 adds are exact.
+
+use crate::emit::misc::{PoolKind, PoolSpec};
+use crate::emit::Elem;
+use crate::error::{CodegenError, Result};
+
+// `unsafe` here: only calling and writing the AVX2 function of `mod avx2` (see
+// `native/mod.rs`); its loads and stores go through bounds-checked subslices.
+
+/// A pool prepared for the native kernel.
+#[derive(Clone, Debug)]
+pub(crate) struct NativePool {
+    pub spec: PoolSpec,
+    /// Per output row, the valid input rows.
+    rows: Vec<Vec<usize>>,
+    /// Per output column, the valid input columns.
+    cols: Vec<Vec<usize>>,
+    /// Output columns `lo..hi` whose taps are all valid (handled without tap lists).
+    interior: (usize, usize),
+    /// A 2×2 stride-2 max pool without padding whose windows all lie inside the
+    /// image: run by [`avx2::halving_max`] (where AVX2 is available).
+    halving: bool,
+}
+
+/// The valid input positions of each of `out` outputs along one axis.
+fn taps(
+    out: usize,
+    len: usize,
+    k: usize,
+    stride: usize,
+    dil: usize,
+    pad: usize,
+) -> Vec<Vec<usize>> {
+    (0..out)
+        .map(|o| {
+            (0..k)
+                .filter_map(|i| (o * stride + i * dil).checked_sub(pad))
+                .filter(|&i| i < len)
+                .collect()
+        })
+        .collect()
+}
+
+impl NativePool {
+    /// `None` for an i32 input (only low-bit inputs are handled here).
+    pub(crate) fn new(spec: PoolSpec) -> Option<NativePool> {
+        if spec.input == Elem::I32 {
+            return None;
+        }
+        let s = &spec;
+        let rows = taps(
+            s.oh,
+            s.h,
+            s.kernel[0],
+            s.strides[0],
+            s.dilations[0],
+            s.pads[0],
+        );
+        let cols = taps(
+            s.ow,
+            s.w,
+            s.kernel[1],
+            s.strides[1],
+            s.dilations[1],
+            s.pads[1],
+        );
+        let (kw, sw, dw, pl) = (s.kernel[1], s.strides[1], s.dilations[1], s.pads[1]);
+        let lo = pl.div_ceil(sw).min(s.ow);
+        let span = (kw - 1) * dw;
+        let hi = if s.w + pl > span {
+            ((s.w + pl - span - 1) / sw + 1).min(s.ow)
+        } else {
+            0
+        };
+        let interior = (lo, hi.max(lo));
+        let halving = matches!(s.kind, PoolKind::Max { .. })
+            && s.kernel == [2, 2]
+            && s.strides == [2, 2]
+            && s.dilations == [1, 1]
+            && s.pads == [0; 4]
+            && 2 * s.oh <= s.h
+            && 2 * s.ow <= s.w;
+        Some(NativePool {
+            spec,
+            rows,
+            cols,
+            interior,
+            halving,
+        })
+    }
+}
+
+/// Runs the pool on `n` images: `x` holds `n·C·H·W` elements of the input storage,
+/// `out` receives `n·C·OH·OW` elements of the output storage.
+pub(crate) fn run(np: &NativePool, n: usize, x: &[u8], out: &mut [u8]) -> Result<()> {
+    let s = &np.spec;
+    let planes = n * s.c;
+    let fits = x.len() >= planes * s.h * s.w * s.input.size()
+        && out.len() >= planes * s.oh * s.ow * s.out.size();
+    if !fits {
+        return Err(CodegenError::Invalid(
+            "internal error: native pool buffers do not have their planned sizes".into(),
+        ));
+    }
+    let max = matches!(s.kind, PoolKind::Max { .. });
+    #[cfg(target_arch = "x86_64")]
+    if np.halving && super::available() {
+        // SAFETY: AVX2 was detected just above; every access is bounds-checked.
+        unsafe { avx2::halving_max(np, planes, x, out) };
+        return Ok(());
+    }
+    let signed = |v: u8| i32::from(v as i8);
+    match (s.input, max) {
+        (Elem::I8, true) => planes_with(np, planes, x, out, signed, i32::max),
+        (Elem::I8, false) => planes_with(np, planes, x, out, signed, i32::wrapping_add),
+        (_, true) => planes_with(np, planes, x, out, i32::from, i32::max),
+        (_, false) => planes_with(np, planes, x, out, i32::from, i32::wrapping_add),
+    }
+    Ok(())
+}
+
+/// The pool over `planes` planes, `conv` widening an input element and `f` combining
+/// two values (max or wrapping add; the sums never wrap, see the module docs).
+fn planes_with(
+    np: &NativePool,
+    planes: usize,
+    x: &[u8],
+    out: &mut [u8],
+    conv: impl Fn(u8) -> i32,
+    f: impl Fn(i32, i32) -> i32,
+) {
+    let s = &np.spec;
+    let (plane, oplane) = (s.h * s.w, s.oh * s.ow);
+    let (max, qmin) = match s.kind {
+        PoolKind::Max { qmin } => (true, qmin as i32),
+        PoolKind::Sum => (false, 0),
+    };
+    let init = if max { i32::MIN } else { 0 };
+    let (lo, hi) = np.interior;
+    let (sw, dw, pl) = (s.strides[1], s.dilations[1], s.pads[1]);
+    let mut row = vec![init; s.w];
+    let mut orow = vec![0i32; s.ow];
+    for p in 0..planes {
+        let xp = &x[p * plane..(p + 1) * plane];
+        for (oy, iys) in np.rows.iter().enumerate() {
+            if max && iys.is_empty() {
+                orow.fill(qmin);
+            } else {
+                row.fill(init);
+                for &iy in iys {
+                    let src = &xp[iy * s.w..(iy + 1) * s.w];
+                    for (r, &v) in row.iter_mut().zip(src) {
+                        *r = f(*r, conv(v));
+                    }
+                }
+                let border = (0..lo).chain(hi..s.ow);
+                for ox in border {
+                    let taps = np.cols[ox].iter().map(|&ix| row[ix]);
+                    orow[ox] = if max {
+                        taps.max().unwrap_or(qmin)
+                    } else {
+                        taps.fold(0, &f)
+                    };
+                }
+                let inner = &mut orow[lo..hi];
+                inner.fill(init);
+                for kj in 0..s.kernel[1] {
+                    // Every tap of an interior column is valid: `lo·sw ≥ pl` (`new`).
+                    let base = lo * sw + kj * dw - pl;
+                    for (i, o) in inner.iter_mut().enumerate() {
+                        *o = f(*o, row[base + i * sw]);
+                    }
+                }
+            }
+            let at = p * oplane + oy * s.ow;
+            match s.out {
+                Elem::U8 | Elem::I8 => {
+                    for (d, &v) in out[at..at + s.ow].iter_mut().zip(&orow) {
+                        *d = v as u8;
+                    }
+                }
+                Elem::I32 => {
+                    for (d, &v) in out[at * 4..(at + s.ow) * 4].chunks_exact_mut(4).zip(&orow) {
+                        d.copy_from_slice(&v.to_le_bytes());
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::NativePool;
+    use crate::emit::Elem;
+    use crate::native::levels::avx2::store_bytes;
+
+    /// 32 bytes of `x` from `at` (zero past `x.len()`).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn load32(x: &[u8], at: usize) -> __m256i {
+        if at + 32 <= x.len() {
+            _mm256_loadu_si256(x[at..at + 32].as_ptr().cast())
+        } else {
+            let mut tmp = [0u8; 32];
+            let n = x.len().saturating_sub(at).min(32);
+            tmp[..n].copy_from_slice(&x[at..at + n]);
+            _mm256_loadu_si256(tmp.as_ptr().cast())
+        }
+    }
+
+    /// The 2×2 stride-2 max pool of `planes` planes (`np.halving`): per output row, the
+    /// byte-wise max of its two input rows, then the max of each pair of adjacent
+    /// bytes (widened to i16 lanes, signed or unsigned as the storage), packed back to
+    /// bytes; 16 outputs per step. Every window lies inside the image, so every tap is
+    /// valid and no window is empty.
+    ///
+    /// # Safety
+    /// AVX2 is available.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn halving_max(np: &NativePool, planes: usize, x: &[u8], out: &mut [u8]) {
+        let s = &np.spec;
+        let (w, oh, ow) = (s.w, s.oh, s.ow);
+        let signed = s.input == Elem::I8;
+        for p in 0..planes {
+            for oy in 0..oh {
+                let r0 = (p * s.h + 2 * oy) * w;
+                for j in (0..ow).step_by(16) {
+                    // Bytes past the row's `2·ow` are loaded but only feed lanes that
+                    // are not stored.
+                    let (a, b) = (load32(x, r0 + 2 * j), load32(x, r0 + w + 2 * j));
+                    let packed = if signed {
+                        let v = _mm256_max_epi8(a, b);
+                        let lo = _mm256_srai_epi16::<8>(_mm256_slli_epi16::<8>(v));
+                        let m = _mm256_max_epi16(lo, _mm256_srai_epi16::<8>(v));
+                        _mm256_packs_epi16(m, m)
+                    } else {
+                        let v = _mm256_max_epu8(a, b);
+                        let lo = _mm256_and_si256(v, _mm256_set1_epi16(0xff));
+                        let m = _mm256_max_epi16(lo, _mm256_srli_epi16::<8>(v));
+                        _mm256_packus_epi16(m, m)
+                    };
+                    let bytes = _mm256_permute4x64_epi64::<0b1000>(packed);
+                    let at = (p * oh + oy) * ow + j;
+                    // A whole 16-byte store where it fits `out`: bytes past this row's
+                    // outputs belong to later outputs, which are stored after it.
+                    let len = if at + 16 <= out.len() { 16 } else { ow - j };
+                    store_bytes(bytes, out, at, len);
+                }
+            }
+        }
+    }
+}

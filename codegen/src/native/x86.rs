@@ -1,0 +1,393 @@
+//! The AVX2 convolution micro-kernels of the native form (see `mod.rs` for the
+//! algorithm, why each path is exact, and the bounds every pointer offset stays in).
+
+use std::arch::x86_64::*;
+
+use super::chunks::Chunk;
+use super::levels::avx2::{levels16, levels32, store_bytes};
+use super::{NativeConv, Path, MR, TB};
+
+/// Pairs of im2col rows → the tiled panel (module docs).
+///
+/// # Safety
+/// AVX2 is available; `col ≥ 2·pairs·Np` and `panel ≥ tiles·pairs·64` bytes.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn interleave(nc: &NativeConv, col: &[u8], panel: &mut [u8]) {
+    let np = nc.np();
+    let cp = col.as_ptr();
+    let pp = panel.as_mut_ptr();
+    let signed = nc.spec.x_signed;
+    for q in 0..nc.pairs {
+        let r0 = cp.add(2 * q * np);
+        let r1 = cp.add((2 * q + 1) * np);
+        match nc.path {
+            Path::A => {
+                for c16 in 0..np / 16 {
+                    let a = _mm_loadu_si128(r0.add(16 * c16).cast());
+                    let b = _mm_loadu_si128(r1.add(16 * c16).cast());
+                    let d = pp.add(((c16 / 2) * nc.pairs + q) * TB + (c16 % 2) * 32);
+                    _mm_storeu_si128(d.cast(), _mm_unpacklo_epi8(a, b));
+                    _mm_storeu_si128(d.add(16).cast(), _mm_unpackhi_epi8(a, b));
+                }
+            }
+            Path::B => {
+                for c8 in 0..np / 8 {
+                    let a = _mm_loadl_epi64(r0.add(8 * c8).cast());
+                    let b = _mm_loadl_epi64(r1.add(8 * c8).cast());
+                    let i = _mm_unpacklo_epi8(a, b);
+                    let y = if signed {
+                        _mm256_cvtepi8_epi16(i)
+                    } else {
+                        _mm256_cvtepu8_epi16(i)
+                    };
+                    let d = pp.add(((c8 / 2) * nc.pairs + q) * TB + (c8 % 2) * 32);
+                    _mm256_storeu_si256(d.cast(), y);
+                }
+            }
+        }
+    }
+}
+
+/// Tile `tile` of the panel of group `g`, into the panel's first tile slot, straight
+/// from the (padded) image `src`, without the im2col matrix, for a layer with column
+/// stride 1 (`nc.chunks`, see `chunks.rs`): per tap pair, each chunk of columns of
+/// both taps' im2col rows is loaded from the image and interleaved into the panel
+/// (one tile at a time, so that the tile is still in L1 when it is multiplied).
+/// Chunks of columns at or past `N` are not written: they only feed accumulators of
+/// columns that are never stored.
+///
+/// # Safety
+/// AVX2 is available. Unchecked loads stay inside `src`: the loops over whole pairs
+/// use them only for the pairs whose larger tap base plus the chunks' `reach` fits
+/// `src` (`fast`, counted here), and [`fetch`] checks the same per tap; every other
+/// access is bounds-checked.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn pack_direct(
+    nc: &NativeConv,
+    src: &[u8],
+    g: usize,
+    panel: &mut [u8],
+    tile: usize,
+) {
+    let Some(chunks) = &nc.chunks else {
+        return;
+    };
+    let s = &nc.spec;
+    let (hs, ws) = s.extent();
+    let goff = g * s.cg() * hs * ws;
+    let w = if nc.path == Path::A { 16 } else { 8 };
+    let span = (nc.pairs - 1) * TB + 32;
+    // Leading pairs whose two taps exist and whose loads all stay inside `src` (tap
+    // bases grow with the tap index, so the rest is usually one last pair): their
+    // loads below are unchecked; the other pairs go through `fetch`, which checks
+    // each tap.
+    let full = s.k() / 2;
+    let fast = chunks.taps[..2 * full]
+        .chunks_exact(2)
+        .take_while(|t| t[0].max(t[1]) + goff + chunks.reach <= src.len())
+        .count();
+    let p = src.as_ptr().add(goff);
+    let per_tile = nc.tile / w;
+    let first_chunk = tile * per_tile;
+    let these = chunks
+        .list
+        .iter()
+        .enumerate()
+        .skip(first_chunk)
+        .take(per_tile);
+    for (c, ch) in these {
+        let d0 = ((c - first_chunk) / 2) * nc.pairs * TB + (c % 2) * 32;
+        let dst = &mut panel[d0..d0 + span];
+        let taps = chunks.taps.chunks_exact(2).enumerate();
+        match *ch {
+            Chunk::Run(a) => {
+                for (q, t) in taps.take(fast) {
+                    let (x0, x1) = if w == 16 {
+                        let x0 = _mm_loadu_si128(p.add(t[0] + a).cast());
+                        (x0, _mm_loadu_si128(p.add(t[1] + a).cast()))
+                    } else {
+                        let x0 = _mm_loadl_epi64(p.add(t[0] + a).cast());
+                        (x0, _mm_loadl_epi64(p.add(t[1] + a).cast()))
+                    };
+                    put(nc, &mut dst[q * TB..q * TB + 32], x0, x1);
+                }
+            }
+            Chunk::Split { a, b, len } => {
+                let mask = _mm_loadu_si128(PREFIX[16 - len..].as_ptr().cast());
+                for (q, t) in taps.take(fast) {
+                    let (u, v) = (p.add(t[0]), p.add(t[1]));
+                    let x0 = _mm_blendv_epi8(
+                        _mm_loadu_si128(u.add(b).cast()),
+                        _mm_loadu_si128(u.add(a).cast()),
+                        mask,
+                    );
+                    let x1 = _mm_blendv_epi8(
+                        _mm_loadu_si128(v.add(b).cast()),
+                        _mm_loadu_si128(v.add(a).cast()),
+                        mask,
+                    );
+                    put(nc, &mut dst[q * TB..q * TB + 32], x0, x1);
+                }
+            }
+            _ => {}
+        }
+        let first = if *ch != Chunk::Gather { fast } else { 0 };
+        for (q, t) in chunks.taps.chunks_exact(2).enumerate().skip(first) {
+            let tap = |b: usize| (b != usize::MAX).then(|| b + goff);
+            let x0 = fetch(nc, src, tap(t[0]), *ch, (c * w, w));
+            let x1 = fetch(nc, src, tap(t[1]), *ch, (c * w, w));
+            put(nc, &mut dst[q * TB..q * TB + 32], x0, x1);
+        }
+    }
+}
+
+/// Interleaves the chunks `a`, `b` of a tap pair into the 32 panel bytes `d`: byte
+/// pairs (path A) or i16 pairs of the low 8 bytes (path B).
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn put(nc: &NativeConv, d: &mut [u8], a: __m128i, b: __m128i) {
+    let d = d[..32].as_mut_ptr();
+    if nc.path == Path::A {
+        _mm_storeu_si128(d.cast(), _mm_unpacklo_epi8(a, b));
+        _mm_storeu_si128(d.add(16).cast(), _mm_unpackhi_epi8(a, b));
+    } else {
+        let i = _mm_unpacklo_epi8(a, b);
+        let y = if nc.spec.x_signed {
+            _mm256_cvtepi8_epi16(i)
+        } else {
+            _mm256_cvtepu8_epi16(i)
+        };
+        _mm256_storeu_si256(d.cast(), y);
+    }
+}
+
+/// Blend masks: the 16 bytes from `PREFIX[16 − len]` have their first `len` (1..16) set.
+const PREFIX: [u8; 32] = {
+    let mut m = [0u8; 32];
+    let mut i = 0;
+    while i < 16 {
+        m[i] = 0xff;
+        i += 1;
+    }
+    m
+};
+
+/// The chunk `ch` (columns `n0..n0 + w`) of the im2col row of the tap at `base` in the
+/// low `w` bytes; zero for a missing tap (`None`: the odd tap of the last pair). The
+/// unchecked loads are taken only when `base + reach ≤ src.len()` (checked here),
+/// which bounds every load of the chunk list (`chunks.rs`).
+///
+/// # Safety
+/// AVX2 is available.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn fetch(
+    nc: &NativeConv,
+    src: &[u8],
+    tap: Option<usize>,
+    ch: Chunk,
+    (n0, w): (usize, usize),
+) -> __m128i {
+    let Some(base) = tap else {
+        return _mm_setzero_si128();
+    };
+    let reach = nc.chunks.as_ref().map_or(usize::MAX, |c| c.reach);
+    let fast = base.checked_add(reach).is_some_and(|e| e <= src.len());
+    let p = src.as_ptr();
+    match ch {
+        Chunk::Run(a) if fast && w == 16 => _mm_loadu_si128(p.add(base + a).cast()),
+        Chunk::Run(a) if fast => _mm_loadl_epi64(p.add(base + a).cast()),
+        Chunk::Split { a, b, len } => {
+            let mask = _mm_loadu_si128(PREFIX[16 - len..].as_ptr().cast());
+            let va = _mm_loadu_si128(p.add(base + a).cast());
+            let vb = _mm_loadu_si128(p.add(base + b).cast());
+            _mm_blendv_epi8(vb, va, mask)
+        }
+        _ if w == 16 => gather::<16>(nc, src, base, n0),
+        _ => gather::<8>(nc, src, base, n0),
+    }
+}
+
+/// Columns `n0..n0 + W` of the im2col row at `base`, copied row segment by row
+/// segment (zero past `N`).
+#[target_feature(enable = "avx2")]
+#[inline(never)]
+unsafe fn gather<const W: usize>(nc: &NativeConv, src: &[u8], base: usize, n0: usize) -> __m128i {
+    let (ow, rs) = (nc.spec.ow, nc.spec.strides[0] * nc.spec.extent().1);
+    let mut tmp = [0u8; 16];
+    let (mut n, mut f) = (n0, 0);
+    while f < W && n < nc.n {
+        let (oy, ox) = (n / ow, n % ow);
+        let seg = (ow - ox).min(W - f).min(nc.n - n);
+        let at = base + oy * rs + ox;
+        tmp[f..f + seg].copy_from_slice(&src[at..at + seg]);
+        f += seg;
+        n += seg;
+    }
+    _mm_loadu_si128(tmp.as_ptr().cast())
+}
+
+/// All tiles and channel blocks of group `g` of one image into `y` (`M·N` i32, or
+/// `M·N` level bytes with a fused `requantize`).
+///
+/// # Safety
+/// As [`interleave`], and `y ≥ M·N·out_size` bytes.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn compute(
+    nc: &NativeConv,
+    g: usize,
+    panel: &[u8],
+    y: &mut [u8],
+    tiles: (usize, usize),
+) {
+    let mg = nc.spec.mg();
+    for t in tiles.0..tiles.1 {
+        // One tile (`tiles` = `(t, t + 1)`) is held at the panel's start.
+        let slot = if tiles.1 - tiles.0 == 1 { 0 } else { t };
+        let xt = panel.as_ptr().add(slot * nc.pairs * TB);
+        for b in 0..nc.blocks {
+            let wb = nc.w.as_ptr().add((g * nc.blocks + b) * nc.pairs * MR);
+            let bias = &nc.bias[(g * nc.blocks + b) * MR..][..MR];
+            let rows = (mg - b * MR).min(MR);
+            let n0 = t * nc.tile;
+            if let (true, Some(lv)) = (nc.short, &nc.epi) {
+                let acc = tile_a16(xt, wb, nc.pairs, bias);
+                for (r, a) in acc.iter().enumerate().take(rows) {
+                    let o = g * mg + b * MR + r;
+                    let v = levels16(lv, o, a);
+                    store_bytes(v, y, o * nc.n + n0, (nc.n - n0).min(nc.tile));
+                }
+                continue;
+            }
+            let acc = match nc.path {
+                Path::A => tile_a(xt, wb, nc.pairs, nc.flush, bias),
+                Path::B => tile_b(xt, wb, nc.pairs, bias),
+            };
+            for (r, a) in acc.iter().enumerate().take(rows) {
+                let o = g * mg + b * MR + r;
+                match &nc.epi {
+                    None => store(&a[..nc.tile / 8], y, o * nc.n, n0, nc.n),
+                    Some(lv) => {
+                        let v = match nc.path {
+                            Path::A => levels32::<4>(lv, o, a),
+                            Path::B => levels32::<2>(lv, o, a),
+                        };
+                        store_bytes(v, y, o * nc.n + n0, (nc.n - n0).min(nc.tile));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Stores the i32 vectors `a` (columns `n0..n0 + 8·len`) of a channel whose row
+/// starts at element `row`, only the columns `< n`.
+#[target_feature(enable = "avx2")]
+unsafe fn store(a: &[__m256i], y: &mut [u8], row: usize, n0: usize, n: usize) {
+    for (i, v) in a.iter().enumerate() {
+        let c = n0 + 8 * i;
+        if c + 8 <= n {
+            let d = y[(row + c) * 4..(row + c + 8) * 4].as_mut_ptr();
+            _mm256_storeu_si256(d.cast(), *v);
+        } else if c < n {
+            let mut tmp = [0u8; 32];
+            _mm256_storeu_si256(tmp.as_mut_ptr().cast(), *v);
+            let len = (n - c) * 4;
+            y[(row + c) * 4..(row + c) * 4 + len].copy_from_slice(&tmp[..len]);
+        }
+    }
+}
+
+/// Path A kept in i16 (`nc.short`: every partial sum, bias included, fits i16):
+/// `MR` channels × 32 columns as two i16×16 halves, never widened.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn tile_a16(
+    xt: *const u8,
+    wb: *const i32,
+    pairs: usize,
+    bias: &[i32],
+) -> [[__m256i; 2]; MR] {
+    let mut s = [[_mm256_setzero_si256(); 2]; MR];
+    for (a, &b) in s.iter_mut().zip(bias) {
+        *a = [_mm256_set1_epi16(b as i16); 2];
+    }
+    for q in 0..pairs {
+        let x0 = _mm256_loadu_si256(xt.add(q * TB).cast());
+        let x1 = _mm256_loadu_si256(xt.add(q * TB + 32).cast());
+        let wq = wb.add(q * MR);
+        for (r, sr) in s.iter_mut().enumerate() {
+            let w = _mm256_set1_epi16(*wq.add(r) as i16);
+            sr[0] = _mm256_add_epi16(sr[0], _mm256_maddubs_epi16(x0, w));
+            sr[1] = _mm256_add_epi16(sr[1], _mm256_maddubs_epi16(x1, w));
+        }
+    }
+    s
+}
+
+/// Path A: `MR` channels × 32 columns; result quarters 0..4 (8 columns each).
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn tile_a(
+    xt: *const u8,
+    wb: *const i32,
+    pairs: usize,
+    flush: usize,
+    bias: &[i32],
+) -> [[__m256i; 4]; MR] {
+    let mut acc = [[_mm256_setzero_si256(); 4]; MR];
+    for (a, &b) in acc.iter_mut().zip(bias) {
+        *a = [_mm256_set1_epi32(b); 4];
+    }
+    let mut q0 = 0;
+    while q0 < pairs {
+        let end = (q0 + flush.max(1)).min(pairs);
+        let mut s = [[_mm256_setzero_si256(); 2]; MR];
+        for q in q0..end {
+            let x0 = _mm256_loadu_si256(xt.add(q * TB).cast());
+            let x1 = _mm256_loadu_si256(xt.add(q * TB + 32).cast());
+            let wq = wb.add(q * MR);
+            for (r, sr) in s.iter_mut().enumerate() {
+                let w = _mm256_set1_epi16(*wq.add(r) as i16);
+                sr[0] = _mm256_add_epi16(sr[0], _mm256_maddubs_epi16(x0, w));
+                sr[1] = _mm256_add_epi16(sr[1], _mm256_maddubs_epi16(x1, w));
+            }
+        }
+        for (a, sr) in acc.iter_mut().zip(&s) {
+            for h in 0..2 {
+                let lo = _mm256_cvtepi16_epi32(_mm256_castsi256_si128(sr[h]));
+                let hi = _mm256_cvtepi16_epi32(_mm256_extracti128_si256::<1>(sr[h]));
+                a[2 * h] = _mm256_add_epi32(a[2 * h], lo);
+                a[2 * h + 1] = _mm256_add_epi32(a[2 * h + 1], hi);
+            }
+        }
+        q0 = end;
+    }
+    acc
+}
+
+/// Path B: `MR` channels × 16 columns; result halves in quarters 0..2.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn tile_b(xt: *const u8, wb: *const i32, pairs: usize, bias: &[i32]) -> [[__m256i; 4]; MR] {
+    let mut acc = [[_mm256_setzero_si256(); 2]; MR];
+    for (a, &b) in acc.iter_mut().zip(bias) {
+        *a = [_mm256_set1_epi32(b); 2];
+    }
+    for q in 0..pairs {
+        let x0 = _mm256_loadu_si256(xt.add(q * TB).cast());
+        let x1 = _mm256_loadu_si256(xt.add(q * TB + 32).cast());
+        let wq = wb.add(q * MR);
+        for (r, a) in acc.iter_mut().enumerate() {
+            let w = _mm256_set1_epi32(*wq.add(r));
+            a[0] = _mm256_add_epi32(a[0], _mm256_madd_epi16(x0, w));
+            a[1] = _mm256_add_epi32(a[1], _mm256_madd_epi16(x1, w));
+        }
+    }
+    let z = _mm256_setzero_si256();
+    let mut out = [[z; 4]; MR];
+    for (o, a) in out.iter_mut().zip(&acc) {
+        *o = [a[0], a[1], z, z];
+    }
+    out
+}
