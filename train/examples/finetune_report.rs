@@ -137,7 +137,11 @@ fn parse_model(arg: &str) -> Result<Model, String> {
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
-        commands.push(shown_command(&words));
+        commands.push(if words.is_empty() {
+            format!("({file}: command line not recorded; the settings are scripts/finetune_results.sh's)")
+        } else {
+            shown_command(&words)
+        });
     }
     Ok(Model {
         title: title.to_string(),
