@@ -351,7 +351,7 @@ fn plot(models: &[Model], path: &Path) -> Result<(), Box<dyn std::error::Error>>
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
+        .position(SeriesLabelPosition::Coordinate(700, 110))
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .label_font(("sans-serif", 14))
