@@ -81,8 +81,10 @@ pub enum ConvForm {
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The run-time buffers of one [`CompiledGraph`]: one byte buffer per planned value,
-/// sized for the largest batch run so far, and each kernel's scratch (whose zero padding
-/// is written once, here, and never touched by the kernels; see `emit/conv.rs`).
+/// sized for the largest batch run so far, each kernel's scratch (whose zero padding
+/// is written once, here, and never touched by the kernels; see `emit/conv.rs`), one
+/// work area all native convolutions share (so it stays in cache), and optionally
+/// helper threads that share each native convolution's output channels.
 ///
 /// Reusing an arena across [`CompiledGraph::run_in`] calls makes a run allocate only
 /// its output tensors. An arena given to a different graph is rebuilt for it.
@@ -92,6 +94,18 @@ pub struct Arena {
     batch: usize,
     bufs: Vec<Vec<u8>>,
     scratch: Vec<Vec<u8>>,
+    /// The work area every native convolution shares (im2col matrix and panel).
+    work: Vec<u8>,
+    /// Helpers that share each native convolution's output channels
+    /// ([`Arena::split_channels`]).
+    split: Option<ChannelSplit>,
+}
+
+/// Helper threads of an [`Arena`] and a panel buffer for each.
+#[derive(Debug)]
+struct ChannelSplit {
+    pool: rayon::ThreadPool,
+    panels: Vec<Vec<u8>>,
 }
 
 impl Arena {
@@ -107,7 +121,45 @@ impl Arena {
 
     /// Bytes held by the arena's buffers.
     pub fn bytes(&self) -> usize {
-        self.bufs.iter().chain(&self.scratch).map(Vec::len).sum()
+        let own: usize = self.bufs.iter().chain(&self.scratch).map(Vec::len).sum();
+        let helpers: usize = self
+            .split
+            .iter()
+            .flat_map(|s| &s.panels)
+            .map(Vec::len)
+            .sum();
+        own + self.work.len() + helpers
+    }
+
+    /// Splits the output channels of every native convolution between `threads`
+    /// threads (the caller's and `threads − 1` helpers kept for the arena's life); 0 or
+    /// 1 runs every step on the caller's thread. For batches smaller than the thread
+    /// count, where splitting the batch leaves threads idle. Results are bit-identical:
+    /// each output channel is computed by one thread, exactly as without the split.
+    pub fn split_channels(&mut self, threads: usize) -> Result<()> {
+        if threads <= 1 {
+            self.split = None;
+            return Ok(());
+        }
+        if self
+            .split
+            .as_ref()
+            .is_some_and(|s| s.panels.len() + 1 == threads)
+        {
+            return Ok(());
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads - 1)
+            .thread_name(|i| format!("fqc-split-{i}"))
+            .build()
+            .map_err(|e| CodegenError::Invalid(format!("cannot start helper threads: {e}")))?;
+        self.split = Some(ChannelSplit {
+            pool,
+            panels: vec![Vec::new(); threads - 1],
+        });
+        // The helpers' panels are sized by the next run.
+        self.owner = 0;
+        Ok(())
     }
 }
 
@@ -290,6 +342,25 @@ impl CompiledGraph {
                     _ => Vec::new(),
                 })
                 .collect();
+            let work = self.plan.steps.iter().map(|s| match s {
+                Step::Kernel { kernel, .. } => match &**kernel {
+                    Kernel::Native(nc) => nc.work_bytes(),
+                    _ => 0,
+                },
+                _ => 0,
+            });
+            arena.work = vec![0u8; work.max().unwrap_or(0)];
+            if let Some(split) = &mut arena.split {
+                let bytes = self.plan.steps.iter().map(|s| match s {
+                    Step::Kernel { kernel, .. } => match &**kernel {
+                        Kernel::Native(nc) => nc.helper_bytes(),
+                        _ => 0,
+                    },
+                    _ => 0,
+                });
+                let bytes = bytes.max().unwrap_or(0);
+                split.panels.iter_mut().for_each(|p| *p = vec![0u8; bytes]);
+            }
         }
         if fresh || batch > arena.batch {
             let too_big = || CodegenError::Input(format!("batch {batch} is too large"));
@@ -382,7 +453,20 @@ impl CompiledGraph {
                 let (xa, xb) = (&bufs[*a][..na], b.map(|b| &bufs[b][..nb]));
                 let r = match &**kernel {
                     Kernel::Native(nc) => {
-                        native::run(nc, n, xa, &mut o[..no], &mut arena.scratch[i])
+                        let (scratch, work) = (&mut arena.scratch[i], &mut arena.work);
+                        match &mut arena.split {
+                            None => native::run(nc, n, xa, &mut o[..no], scratch, work),
+                            Some(sp) => native::run_split(
+                                nc,
+                                n,
+                                xa,
+                                &mut o[..no],
+                                scratch,
+                                work,
+                                &mut sp.panels,
+                                &sp.pool,
+                            ),
+                        }
                     }
                     Kernel::NativeRequant(nr) => native::levels::run(nr, n, xa, xb, &mut o[..no]),
                     Kernel::NativePool(np) => native::pool::run(np, n, xa, &mut o[..no]),

@@ -89,7 +89,7 @@ impl Planner<'_> {
             Some(ConvForm::Ternary) if all_ternary => Kernel::Conv(spec, Form::Ternary),
             Some(f @ (ConvForm::NativeA | ConvForm::NativeB)) if native::available() => {
                 match NativeConv::new(spec, f == ConvForm::NativeA) {
-                    Some(nc) => Kernel::Native(nc),
+                    Some(nc) => Kernel::Native(Box::new(nc)),
                     None => unreachable!("AVX2 was detected"),
                 }
             }
@@ -101,7 +101,7 @@ impl Planner<'_> {
             }
             _ if native::available() && native_pays(&spec) => {
                 match NativeConv::new(spec.clone(), true) {
-                    Some(nc) => Kernel::Native(nc),
+                    Some(nc) => Kernel::Native(Box::new(nc)),
                     None => jit(spec),
                 }
             }

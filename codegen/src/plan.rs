@@ -67,7 +67,7 @@ impl Buf {
 pub(crate) enum Kernel {
     Conv(ConvSpec, Form),
     /// A `qconv`/`qgemm` run by the Rust AVX2 kernel (`native/`), not JIT'd.
-    Native(NativeConv),
+    Native(Box<NativeConv>),
     /// A `requantize` (or `scaled_add` + `requantize`) run by `native/levels.rs`.
     NativeRequant(NativeRequant),
     /// A `maxpool`/`sumpool` of a low-bit tensor run by `native/pool.rs`.

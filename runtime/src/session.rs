@@ -10,7 +10,12 @@
 //!   model's input, `N ≥ 1`, data length = product of the shape) are checked before
 //!   anything runs, with one error naming what was expected and what came.
 //! * **Threads.** [`Session::threads`] splits the batch into contiguous slices, one per
-//!   scoped worker thread, each running the shared machine code in its own arena.
+//!   scoped worker thread, each running the shared machine code in its own arena; a
+//!   batch of one image runs in one arena whose helper
+//!   threads share each native convolution's output channels
+//!   ([`fqc_codegen::Arena::split_channels`]). Either way each output element is
+//!   computed by exactly one thread with the same code, so results do not depend on the
+//!   thread count.
 
 use std::sync::Arc;
 
@@ -28,6 +33,9 @@ pub struct Session {
     threads: usize,
     /// One arena per worker.
     arenas: Vec<Arena>,
+    /// With several threads, for batches of one image: an arena whose helper threads
+    /// share each convolution's output channels.
+    split_arena: Option<Arena>,
     /// Batch slices of the input for workers (reused buffers).
     slices: Vec<Tensor>,
     /// u8 input cast to f32 (reused buffer).
@@ -50,6 +58,7 @@ impl Session {
             model,
             threads: 1,
             arenas: vec![Arena::new()],
+            split_arena: None,
             slices: Vec::new(),
             staged: Tensor {
                 shape: Vec::new(),
@@ -58,8 +67,9 @@ impl Session {
         }
     }
 
-    /// Splits each batch across `n` worker threads (at most one per batch item;
-    /// 0 is taken as 1). Returns the session for chaining.
+    /// Splits each batch across `n` worker threads (at most one per batch item; a
+    /// single image has its convolutions' output channels split between `n` threads
+    /// instead; 0 is taken as 1). Returns the session for chaining.
     pub fn threads(mut self, n: usize) -> Session {
         self.set_threads(n);
         self
@@ -69,11 +79,16 @@ impl Session {
     pub fn set_threads(&mut self, n: usize) {
         self.threads = n.max(1);
         self.arenas.resize_with(self.threads, Arena::new);
+        self.split_arena = None;
     }
 
     /// Bytes held by the session's arenas.
     pub fn arena_bytes(&self) -> usize {
-        self.arenas.iter().map(Arena::bytes).sum()
+        self.arenas
+            .iter()
+            .chain(&self.split_arena)
+            .map(Arena::bytes)
+            .sum()
     }
 
     /// Checks `t`'s type (`want`) and shape; returns the batch size.
@@ -159,9 +174,21 @@ impl Session {
     }
 
     fn run_checked(&mut self, input: &Tensor, batch: usize) -> Result<Tensor> {
+        let x = std::slice::from_ref(input);
+        if batch == 1 && self.threads > 1 {
+            // One image: split output channels instead.
+            let arena = match &mut self.split_arena {
+                Some(a) => a,
+                None => {
+                    let mut a = Arena::new();
+                    a.split_channels(self.threads)?;
+                    self.split_arena.insert(a)
+                }
+            };
+            return first_output(self.model.jit.run_in(arena, x)?);
+        }
         let workers = self.threads.min(batch);
         if workers <= 1 {
-            let x = std::slice::from_ref(input);
             return first_output(self.model.jit.run_in(&mut self.arenas[0], x)?);
         }
         self.split(input, batch, workers);

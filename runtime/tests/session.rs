@@ -1,5 +1,6 @@
 //! `Model` / `Session` on the MNIST CNN (ternary/a4): equal to the integer interpreter
-//! bit for bit at every batch and thread count, arena reuse across batches, u8 input,
+//! bit for bit at every batch and thread count (one image: output channels split
+//! between threads), arena reuse across batches, u8 input,
 //! and one clear error for a wrong shape, a wrong type and a corrupt artifact.
 
 mod mnist;
@@ -45,6 +46,16 @@ fn session_matches_interpreter_and_reuses_its_arena() {
     for t in [2, 3, 64] {
         let mut st = model.session().threads(t);
         assert_eq!(st.run(&x).unwrap(), want[0], "{t} threads");
+    }
+    // One image, several threads: output channels split between them (twice, so the
+    // split arena is reused).
+    let x1 = test.batch(400, 401);
+    let want1 = fqc_ir::interp::run(&g, std::slice::from_ref(&x1)).unwrap();
+    for t in [2, 3] {
+        let mut st = model.session().threads(t);
+        for _ in 0..2 {
+            assert_eq!(st.run(&x1).unwrap(), want1[0], "1 image, {t} threads");
+        }
     }
     std::thread::scope(|sc| {
         for _ in 0..2 {

@@ -24,7 +24,8 @@ pub struct Args {
     /// `<stem>_1.npy`, `<stem>_2.npy`, … beside it. Without it, a summary is printed.
     #[arg(long)]
     output: Option<PathBuf>,
-    /// Worker threads (the batch is split between them).
+    /// Worker threads (the batch is split between them; one image has its
+    /// convolutions' output channels split instead).
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// Run the model this many times and print the median wall time of one run

@@ -9,7 +9,10 @@
 //! group, with column stride 1, pack the panel below straight from that copy
 //! (`x86::pack_direct`: runs of output columns are runs of image bytes); else build
 //! the im2col matrix `col[K_p][N_p]` (`K = C/G·kh·kw` taps, `N = OH·OW`
-//! output pixels; rows and columns past `K`/`N` are never written and stay zero), then
+//! output pixels; rows and columns past `K`/`N` are never written: they hold whatever
+//! an earlier layer left in the *work area* the im2col matrix and the panel share with
+//! every native layer of the graph (one per arena, so it stays in cache), and only meet
+//! zero weights (rows past `K`) or feed columns that are never stored), then
 //! interleave pairs of its rows into a tiled *panel*: for tap pair `q` and a tile of
 //! columns, 64 bytes holding `(x[2q,n], x[2q+1,n])` per column `n`. Weights are packed
 //! at compile time per block of [`MR`] output channels as one pair per 16 or 32 bits.
@@ -88,9 +91,12 @@ pub(crate) struct NativeConv {
     tile: usize,
     tiles: usize,
     blocks: usize,
-    /// Per (group, block, pair, channel of block): the weight pair, as the low 16 bits
-    /// `w0 | w1 << 8` (A) or `w0 | w1 << 16` as i16s (B).
+    /// Path B, per (group, block, pair, channel of block): the weight pair as i16s,
+    /// `w0 | w1 << 16` (empty on path A).
     w: Vec<i32>,
+    /// Path A, same order: the weight pair as bytes, `w0 | w1 << 8` (empty on path B;
+    /// 2 bytes a pair keep the packed weights of a layer half as large in cache).
+    wa: Vec<i16>,
     /// Per (group, block, channel of block).
     bias: Vec<i32>,
     /// The fused `requantize` (`levels.rs`): the step then writes one level byte per
@@ -154,6 +160,7 @@ impl NativeConv {
         let (mg, kk) = (s.mg(), k);
         let blocks = mg.div_ceil(MR);
         let mut w = vec![0i32; s.group * blocks * pairs * MR];
+        let mut wa = vec![0i16; s.group * blocks * pairs * MR];
         let mut bias = vec![0i32; s.group * blocks * MR];
         for g in 0..s.group {
             for o in 0..mg {
@@ -169,11 +176,13 @@ impl NativeConv {
                         }
                     };
                     let (w0, w1) = (at(2 * q), at(2 * q + 1));
-                    let v = match path {
-                        Path::A => i32::from(w0 as u8) | i32::from(w1 as u8) << 8,
-                        Path::B => i32::from(w0 as i16 as u16) | i32::from(w1 as i16 as u16) << 16,
-                    };
-                    w[((g * blocks + b) * pairs + q) * MR + r] = v;
+                    let at = ((g * blocks + b) * pairs + q) * MR + r;
+                    match path {
+                        Path::A => wa[at] = i16::from_le_bytes([w0 as u8, w1 as u8]),
+                        Path::B => {
+                            w[at] = i32::from(w0 as i16 as u16) | i32::from(w1 as i16 as u16) << 16
+                        }
+                    }
                 }
             }
         }
@@ -206,7 +215,8 @@ impl NativeConv {
             tile,
             tiles,
             blocks,
-            w,
+            w: if path == Path::B { w } else { Vec::new() },
+            wa: if path == Path::A { wa } else { Vec::new() },
             bias,
             epi: None,
         })
@@ -232,9 +242,14 @@ impl NativeConv {
     fn panel_len(&self) -> usize {
         self.tiles * self.pairs * TB
     }
-    /// Scratch bytes: padded image, im2col matrix, panel.
+    /// The step's own scratch bytes: the padded image, whose zero border is written
+    /// once, when the arena allocates it.
     pub(crate) fn scratch_bytes(&self) -> usize {
-        self.pad_len() + self.col_len() + self.panel_len()
+        self.pad_len()
+    }
+    /// Bytes of the shared work area: im2col matrix and panel (module docs).
+    pub(crate) fn work_bytes(&self) -> usize {
+        self.col_len() + self.panel_len()
     }
     /// The form's name in [`crate::CompiledGraph::kernel_forms`].
     pub(crate) fn form_name(&self) -> &'static str {
@@ -306,56 +321,190 @@ impl NativeConv {
     }
 }
 
+/// Checks every slice [`run`] and [`run_split`] touch against the planned sizes.
+fn check(
+    nc: &NativeConv,
+    n: usize,
+    x: &[u8],
+    out: &[u8],
+    scratch: &[u8],
+    work: &[u8],
+) -> Result<()> {
+    let s = &nc.spec;
+    let fits = x.len() >= n * s.c * s.h * s.w
+        && nc.epi.as_ref().is_none_or(|e| e.channels() == s.m)
+        && out.len() >= n * s.m * nc.n * nc.out_size()
+        && scratch.len() >= nc.scratch_bytes()
+        && work.len() >= nc.work_bytes()
+        && match nc.path {
+            Path::A => nc.wa.len(),
+            Path::B => nc.w.len(),
+        } >= s.group * nc.blocks * nc.pairs * MR
+        && nc.bias.len() >= s.group * nc.blocks * MR
+        && available();
+    if fits {
+        Ok(())
+    } else {
+        Err(CodegenError::Invalid(
+            "internal error: native kernel buffers do not have their planned sizes".into(),
+        ))
+    }
+}
+
 /// Runs the convolution on `n` images: `x` holds `n·C·H·W` bytes, `out` receives
-/// `n·M·OH·OW` little-endian i32, `scratch` is this step's scratch area.
+/// `n·M·OH·OW` little-endian i32 (or level bytes), `scratch` is this step's scratch
+/// area (the padded image) and `work` the arena's shared work area.
 pub(crate) fn run(
     nc: &NativeConv,
     n: usize,
     x: &[u8],
     out: &mut [u8],
     scratch: &mut [u8],
+    work: &mut [u8],
 ) -> Result<()> {
+    check(nc, n, x, out, scratch, work)?;
     let s = &nc.spec;
     let in_item = s.c * s.h * s.w;
     let out_item = s.m * nc.n * nc.out_size();
-    let fits = x.len() >= n * in_item
-        && nc.epi.as_ref().is_none_or(|e| e.channels() == s.m)
-        && out.len() >= n * out_item
-        && scratch.len() >= nc.scratch_bytes()
-        && nc.w.len() >= s.group * nc.blocks * nc.pairs * MR
-        && nc.bias.len() >= s.group * nc.blocks * MR
-        && available();
-    if !fits {
-        return Err(CodegenError::Invalid(
-            "internal error: native kernel buffers do not have their planned sizes".into(),
-        ));
-    }
-    let (pad, rest) = scratch.split_at_mut(nc.pad_len());
-    let (col, panel) = rest.split_at_mut(nc.col_len());
+    let pad = &mut scratch[..nc.pad_len()];
+    let (col, panel) = work.split_at_mut(nc.col_len());
     for img in 0..n {
         let xi = &x[img * in_item..(img + 1) * in_item];
         let yi = &mut out[img * out_item..(img + 1) * out_item];
         let src = nc.source(xi, pad);
         for g in 0..s.group {
+            let all = (0, nc.blocks);
             let direct = nc.chunks.is_some();
             if !direct {
                 nc.im2col(src, g, col);
             }
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: AVX2 was detected (`available()` above); the sizes were checked
-            // above (module docs).
+            // SAFETY: AVX2 was detected (`available()` in `check`); the sizes were
+            // checked there (module docs); `yi` holds every channel from 0 on.
             unsafe {
                 if direct {
                     for t in 0..nc.tiles {
                         x86::pack_direct(nc, src, g, panel, t);
-                        x86::compute(nc, g, panel, yi, (t, t + 1));
+                        x86::compute(nc, g, panel, (&mut *yi, 0), (t, t + 1), all);
                     }
                 } else {
                     x86::interleave(nc, col, panel);
-                    x86::compute(nc, g, panel, yi, (0, nc.tiles));
+                    x86::compute(nc, g, panel, (&mut *yi, 0), (0, nc.tiles), all);
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// Where a part of [`run_split`] reads its panel.
+enum Panel<'a> {
+    /// Its own buffer, into which it packs each tile (direct packing).
+    Own(&'a mut [u8]),
+    /// The whole panel, built before the parts start.
+    Shared(&'a [u8]),
+}
+
+impl NativeConv {
+    /// Bytes of a helper's panel for [`run_split`]: one tile (direct packing), or none
+    /// (the helpers read the panel the calling thread built).
+    pub(crate) fn helper_bytes(&self) -> usize {
+        if self.chunks.is_some() {
+            self.pairs * TB
+        } else {
+            0
+        }
+    }
+}
+
+/// As [`run`], with each image's output channels split between the calling thread
+/// and one helper per buffer of `helpers` (run on `pool`): each part computes a
+/// contiguous range of channel blocks into its own contiguous range of the output.
+/// With direct packing every part packs the tiles it multiplies into its own panel;
+/// otherwise the calling thread builds the whole panel first and the parts share it.
+/// Layers with groups, or too few blocks to share, run as [`run`] does.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_split(
+    nc: &NativeConv,
+    n: usize,
+    x: &[u8],
+    out: &mut [u8],
+    scratch: &mut [u8],
+    work: &mut [u8],
+    helpers: &mut [Vec<u8>],
+    pool: &rayon::ThreadPool,
+) -> Result<()> {
+    let parts = helpers.len() + 1;
+    let s = &nc.spec;
+    if s.group != 1 || nc.blocks < parts || helpers.iter().any(|h| h.len() < nc.helper_bytes()) {
+        return run(nc, n, x, out, scratch, work);
+    }
+    check(nc, n, x, out, scratch, work)?;
+    let in_item = s.c * s.h * s.w;
+    let per_channel = nc.n * nc.out_size();
+    let out_item = s.m * per_channel;
+    let pad = &mut scratch[..nc.pad_len()];
+    let (col, panel) = work.split_at_mut(nc.col_len());
+    // Part `i` computes blocks `bounds[i]..bounds[i + 1]`: channels from
+    // `bounds[i]·MR` to `min(bounds[i + 1]·MR, M)`.
+    let bounds: Vec<usize> = (0..=parts).map(|i| nc.blocks * i / parts).collect();
+    for img in 0..n {
+        let xi = &x[img * in_item..(img + 1) * in_item];
+        let mut yi = &mut out[img * out_item..(img + 1) * out_item];
+        let src: &[u8] = nc.source(xi, pad);
+        let direct = nc.chunks.is_some();
+        if !direct {
+            nc.im2col(src, 0, col);
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as in `run`.
+            unsafe {
+                x86::interleave(nc, col, panel);
+            }
+        }
+        let mut slices = Vec::with_capacity(parts);
+        for i in 0..parts {
+            let (c0, c1) = (bounds[i] * MR, (bounds[i + 1] * MR).min(s.m));
+            let (mine, rest) = std::mem::take(&mut yi).split_at_mut((c1 - c0) * per_channel);
+            slices.push(((bounds[i], bounds[i + 1]), c0, mine));
+            yi = rest;
+        }
+        // A part's panel: its own tile slot (direct packing), or the shared panel.
+        let part = |blocks: (usize, usize), c0: usize, y: &mut [u8], panel: Panel<'_>| {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as in `run`; `y` holds exactly the channels of `blocks`, from
+            // `c0` on, and an own panel one tile (`helper_bytes`).
+            unsafe {
+                match panel {
+                    Panel::Own(own) => {
+                        for t in 0..nc.tiles {
+                            x86::pack_direct(nc, src, 0, own, t);
+                            x86::compute(nc, 0, own, (&mut *y, c0), (t, t + 1), blocks);
+                        }
+                    }
+                    Panel::Shared(p) => {
+                        x86::compute(nc, 0, p, (&mut *y, c0), (0, nc.tiles), blocks);
+                    }
+                }
+            }
+        };
+        let mut it = slices.into_iter();
+        let Some((first, c0, y0)) = it.next() else {
+            continue;
+        };
+        let (mine, shared) = if direct {
+            (Panel::Own(&mut *panel), None)
+        } else {
+            let p: &[u8] = panel;
+            (Panel::Shared(p), Some(p))
+        };
+        pool.in_place_scope(|scope| {
+            for ((blocks, c0, y), own) in it.zip(helpers.iter_mut()) {
+                let part = &part;
+                let p = shared.map_or(Panel::Own(own), Panel::Shared);
+                scope.spawn(move |_| part(blocks, c0, y, p));
+            }
+            part(first, c0, y0, mine);
+        });
     }
     Ok(())
 }

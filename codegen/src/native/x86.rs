@@ -227,52 +227,55 @@ unsafe fn gather<const W: usize>(nc: &NativeConv, src: &[u8], base: usize, n0: u
     _mm_loadu_si128(tmp.as_ptr().cast())
 }
 
-/// All tiles and channel blocks of group `g` of one image into `y` (`M·N` i32, or
-/// `M·N` level bytes with a fused `requantize`).
+/// Tiles `tiles` and channel blocks `blocks` of group `g` of one image into `y`, which
+/// starts at output channel `c0` (`N` i32 per channel, or `N` level bytes with a fused
+/// `requantize`).
 ///
 /// # Safety
-/// As [`interleave`], and `y ≥ M·N·out_size` bytes.
+/// As [`interleave`], and `y` holds every channel of `blocks` from `c0` on (`y ≥
+/// (min(M, g·M/G + blocks.1·MR) − c0)·N·out_size` bytes, `c0 ≤ g·M/G + blocks.0·MR`).
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn compute(
     nc: &NativeConv,
     g: usize,
     panel: &[u8],
-    y: &mut [u8],
+    (y, c0): (&mut [u8], usize),
     tiles: (usize, usize),
+    blocks: (usize, usize),
 ) {
     let mg = nc.spec.mg();
     for t in tiles.0..tiles.1 {
         // One tile (`tiles` = `(t, t + 1)`) is held at the panel's start.
         let slot = if tiles.1 - tiles.0 == 1 { 0 } else { t };
         let xt = panel.as_ptr().add(slot * nc.pairs * TB);
-        for b in 0..nc.blocks {
-            let wb = nc.w.as_ptr().add((g * nc.blocks + b) * nc.pairs * MR);
+        for b in blocks.0..blocks.1 {
+            let at = (g * nc.blocks + b) * nc.pairs * MR;
             let bias = &nc.bias[(g * nc.blocks + b) * MR..][..MR];
             let rows = (mg - b * MR).min(MR);
             let n0 = t * nc.tile;
             if let (true, Some(lv)) = (nc.short, &nc.epi) {
-                let acc = tile_a16(xt, wb, nc.pairs, bias);
+                let acc = tile_a16(xt, nc.wa.as_ptr().add(at), nc.pairs, bias);
                 for (r, a) in acc.iter().enumerate().take(rows) {
                     let o = g * mg + b * MR + r;
                     let v = levels16(lv, o, a);
-                    store_bytes(v, y, o * nc.n + n0, (nc.n - n0).min(nc.tile));
+                    store_bytes(v, y, (o - c0) * nc.n + n0, (nc.n - n0).min(nc.tile));
                 }
                 continue;
             }
             let acc = match nc.path {
-                Path::A => tile_a(xt, wb, nc.pairs, nc.flush, bias),
-                Path::B => tile_b(xt, wb, nc.pairs, bias),
+                Path::A => tile_a(xt, nc.wa.as_ptr().add(at), nc.pairs, nc.flush, bias),
+                Path::B => tile_b(xt, nc.w.as_ptr().add(at), nc.pairs, bias),
             };
             for (r, a) in acc.iter().enumerate().take(rows) {
                 let o = g * mg + b * MR + r;
                 match &nc.epi {
-                    None => store(&a[..nc.tile / 8], y, o * nc.n, n0, nc.n),
+                    None => store(&a[..nc.tile / 8], y, (o - c0) * nc.n, n0, nc.n),
                     Some(lv) => {
                         let v = match nc.path {
                             Path::A => levels32::<4>(lv, o, a),
                             Path::B => levels32::<2>(lv, o, a),
                         };
-                        store_bytes(v, y, o * nc.n + n0, (nc.n - n0).min(nc.tile));
+                        store_bytes(v, y, (o - c0) * nc.n + n0, (nc.n - n0).min(nc.tile));
                     }
                 }
             }
@@ -304,7 +307,7 @@ unsafe fn store(a: &[__m256i], y: &mut [u8], row: usize, n0: usize, n: usize) {
 #[inline]
 unsafe fn tile_a16(
     xt: *const u8,
-    wb: *const i32,
+    wb: *const i16,
     pairs: usize,
     bias: &[i32],
 ) -> [[__m256i; 2]; MR] {
@@ -317,7 +320,7 @@ unsafe fn tile_a16(
         let x1 = _mm256_loadu_si256(xt.add(q * TB + 32).cast());
         let wq = wb.add(q * MR);
         for (r, sr) in s.iter_mut().enumerate() {
-            let w = _mm256_set1_epi16(*wq.add(r) as i16);
+            let w = _mm256_set1_epi16(*wq.add(r));
             sr[0] = _mm256_add_epi16(sr[0], _mm256_maddubs_epi16(x0, w));
             sr[1] = _mm256_add_epi16(sr[1], _mm256_maddubs_epi16(x1, w));
         }
@@ -330,7 +333,7 @@ unsafe fn tile_a16(
 #[inline]
 unsafe fn tile_a(
     xt: *const u8,
-    wb: *const i32,
+    wb: *const i16,
     pairs: usize,
     flush: usize,
     bias: &[i32],
@@ -348,7 +351,7 @@ unsafe fn tile_a(
             let x1 = _mm256_loadu_si256(xt.add(q * TB + 32).cast());
             let wq = wb.add(q * MR);
             for (r, sr) in s.iter_mut().enumerate() {
-                let w = _mm256_set1_epi16(*wq.add(r) as i16);
+                let w = _mm256_set1_epi16(*wq.add(r));
                 sr[0] = _mm256_add_epi16(sr[0], _mm256_maddubs_epi16(x0, w));
                 sr[1] = _mm256_add_epi16(sr[1], _mm256_maddubs_epi16(x1, w));
             }

@@ -105,16 +105,22 @@ pub fn check_same(g: &Graph, inputs: &[Tensor]) {
                 }
             }
         }
-        let got = jit.run(inputs).expect("JIT runs");
-        assert_eq!(got.len(), want.len());
-        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-            assert_eq!(a.shape, b.shape, "output {i} shape ({force:?})");
-            assert!(
-                a.data == b.data,
-                "output {i} differs ({force:?}):\n jit {:?}\n int {:?}",
-                a.data,
-                b.data
-            );
+        // Whole steps on one thread, then output channels split between 2 and 3
+        // threads (each must give the same bytes).
+        for threads in [1, 2, 3] {
+            let mut arena = fqc_codegen::Arena::new();
+            arena.split_channels(threads).expect("helper threads start");
+            let got = jit.run_in(&mut arena, inputs).expect("JIT runs");
+            assert_eq!(got.len(), want.len());
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(a.shape, b.shape, "output {i} shape ({force:?})");
+                assert!(
+                    a.data == b.data,
+                    "output {i} differs ({force:?}, {threads} threads):\n jit {:?}\n int {:?}",
+                    a.data,
+                    b.data
+                );
+            }
         }
     }
 }
