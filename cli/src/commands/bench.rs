@@ -9,7 +9,8 @@
 //! line instead (`model`, `batch`, `threads`, `runs`, `median_ms`, `min_ms`,
 //! `compile_ms`, `macs_per_image`, `gmacs`, `images_per_s`, `fqc_bytes`: the model
 //! file's size), for `scripts/bench_peers.sh`. The input is a fixed pseudo-random image
-//! batch (speed does not depend on pixel values). This is a benchmark to commit as a
+//! batch, or `--input X.npy` (its first `--batch` images, repeated if it holds fewer),
+//! to time the model on the data it will see. This is a benchmark to commit as a
 //! report, never a timed test.
 
 use std::path::PathBuf;
@@ -25,7 +26,8 @@ pub struct Args {
     /// Images per run.
     #[arg(long, default_value_t = 1)]
     batch: usize,
-    /// Worker threads (the batch is split between them).
+    /// Worker threads (the batch is split between them; one image has its
+    /// convolutions' output channels split instead).
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// Timed runs, at least (the median is reported).
@@ -41,6 +43,10 @@ pub struct Args {
     /// Print one JSON object line instead of text.
     #[arg(long)]
     json: bool,
+    /// Time on these images (.npy, float32 or uint8 NCHW) instead of pseudo-random
+    /// pixels.
+    #[arg(long)]
+    input: Option<PathBuf>,
 }
 
 /// Upper bound on timed runs when `--min-secs` asks for more than `--runs`.
@@ -62,6 +68,45 @@ fn json_string(s: &str) -> String {
     out
 }
 
+/// `numel` pixel values 0..=255 from a fixed-seed LCG.
+fn pseudo_random_pixels(numel: usize) -> Vec<f32> {
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    (0..numel)
+        .map(|_| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 56) as f32
+        })
+        .collect()
+}
+
+/// The first `shape[0]` images of the `.npy` at `path` (cycled if it holds fewer),
+/// checked against the model's image shape `shape[1..]`.
+fn images_from(path: &std::path::Path, shape: &[usize]) -> Result<Vec<f32>> {
+    let shown = path.display();
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {shown}"))?;
+    let t = fqc_dataset::npy::read(&bytes)
+        .and_then(fqc_dataset::to_model_input)
+        .with_context(|| format!("{shown}"))?;
+    let TensorData::F32(v) = t.data else {
+        bail!("{shown}: expected float32 or uint8 images");
+    };
+    if t.shape.len() != shape.len() || t.shape[1..] != shape[1..] || t.shape[0] == 0 {
+        bail!(
+            "{shown}: images of shape {:?} do not fit the model's input [N, {}]",
+            t.shape,
+            shape[1..]
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let numel: usize = shape.iter().product();
+    Ok(v.iter().copied().cycle().take(numel).collect())
+}
+
 pub fn main(args: Args) -> Result<()> {
     if args.batch == 0 || args.runs == 0 {
         bail!("--batch and --runs must be at least 1");
@@ -79,15 +124,10 @@ pub fn main(args: Args) -> Result<()> {
     let mut shape = vec![args.batch];
     shape.extend(model.input_item_shape());
     let numel: usize = shape.iter().product();
-    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-    let data = (0..numel)
-        .map(|_| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 56) as f32
-        })
-        .collect();
+    let data = match &args.input {
+        Some(path) => images_from(path, &shape)?,
+        None => pseudo_random_pixels(numel),
+    };
     let x = Tensor {
         shape,
         data: TensorData::F32(data),
@@ -141,6 +181,14 @@ pub fn main(args: Args) -> Result<()> {
         median * 1e3,
         times[0] * 1e3,
         times[times.len() - 1] * 1e3
+    );
+    let pct = |p: usize| times[(times.len() - 1) * p / 100] * 1e3;
+    println!(
+        "percentiles: p10 {:.3} ms, p25 {:.3} ms, p75 {:.3} ms, p90 {:.3} ms",
+        pct(10),
+        pct(25),
+        pct(75),
+        pct(90)
     );
     println!("{images_per_s:.0} images/s, {gmacs:.2} GMAC/s");
     Ok(())
