@@ -1,7 +1,10 @@
 //! Planning a `requantize` on the native (AVX2) path, fused where it can be: into the
 //! epilogue of the native convolution that computes its operand (the i32 accumulators
 //! then never reach memory), or with the `scaled_add` that computes it (one pass reads
-//! both addends and writes levels); else as a native step of its own when its rows
+//! both addends and writes levels) — and when one addend is itself a `requantize` fused
+//! into a native convolution (a residual block's tail), the add and this `requantize`
+//! are chained after that convolution's epilogue, so the block's last convolution
+//! stores the block's output; else as a native step of its own when its rows
 //! (`H·W` elements per channel) fill at least one vector. Shorter rows, outputs with
 //! more than [`MAX_LEVELS`](crate::native::levels::MAX_LEVELS) thresholds, and graphs
 //! compiled with a forced JIT form ([`crate::ConvForm::Dense`]/
@@ -12,7 +15,9 @@
 //! `qgemm` or `scaled_add` node itself (not a reshape aliasing its buffer) and that this
 //! `requantize` is its only use (no other node reads it and it is not a graph output),
 //! so nothing reads the i32 tensor the producer no longer writes; its buffer is left
-//! empty. The fused step applies the same threshold count (`native/levels.rs`) to the
+//! empty. A chain additionally requires the convolution's `requantize` to be read
+//! only by the add, and the add's other operand to be written by a step before the
+//! convolution's (buffers are written once), so the convolution can read it. The fused step applies the same threshold count (`native/levels.rs`) to the
 //! same i32 values the producer would have stored, so the levels are those of the
 //! unfused pair.
 
@@ -56,13 +61,13 @@ impl Planner<'_> {
             ),
             _ => false,
         };
-        let producer = self
-            .plan
-            .steps
-            .iter()
-            .rposition(|s| matches!(s, Step::Kernel { out, .. } if *out == a))
+        let producer = producer_of(&self.plan.steps, a)
+            .filter(|&i| matches!(self.plan.steps[i], Step::Kernel { .. }))
             .filter(|_| own_result && self.uses[v.index()] == 1);
         if let Some(i) = producer {
+            if self.chain_into_conv(node, &levels, i)? {
+                return Ok(true);
+            }
             if let Step::Kernel { kernel, .. } = &mut self.plan.steps[i] {
                 let fused = match &mut **kernel {
                     Kernel::Native(nc) if nc.epi.is_none() => {
@@ -103,4 +108,89 @@ impl Planner<'_> {
         self.push(node, Kernel::NativeRequant(nr), a, None)?;
         Ok(true)
     }
+
+    /// When step `i` is a `scaled_add` (this `requantize`'s only operand, checked by
+    /// the caller) one of whose operands is a `requantize` fused into a native
+    /// convolution and read by nothing else, and whose other operand is computed before
+    /// that convolution runs: chains the add and this `requantize` after the
+    /// convolution's epilogue (`NativeConv::fuse_add`), gives the convolution the other
+    /// operand as its second input, and drops step `i`. `false`: nothing changed.
+    fn chain_into_conv(&mut self, node: &NodeData, levels: &Levels, i: usize) -> Result<bool> {
+        let g = self.g;
+        let Step::Kernel {
+            kernel,
+            a,
+            b: Some(b),
+            ..
+        } = &self.plan.steps[i]
+        else {
+            return Ok(false);
+        };
+        let (Kernel::Add(add), a, b) = (&**kernel, *a, *b) else {
+            return Ok(false);
+        };
+        let ValueDef::Node(add_node) = g.value(node.inputs[0]).def else {
+            return Ok(false);
+        };
+        let operands = &g.node(add_node).inputs;
+        // (levels buffer, its factor, other buffer, its factor and storage, operand)
+        let sides = [
+            (a, add.ka, b, add.kb, add.b, operands[0]),
+            (b, add.kb, a, add.ka, add.a, operands[1]),
+        ];
+        for (lv_buf, k_levels, other, k_other, other_elem, v) in sides {
+            let fused_requant = matches!(g.value(v).def,
+                ValueDef::Node(n) if matches!(g.node(n).op, Op::Requantize { .. }));
+            if !fused_requant || self.uses[v.index()] != 1 || lv_buf == other {
+                continue;
+            }
+            let Some(j) = producer_of(&self.plan.steps, lv_buf) else {
+                continue;
+            };
+            if producer_of(&self.plan.steps, other).is_none_or(|k| k >= j) {
+                continue;
+            }
+            let Step::Kernel {
+                kernel, b: conv_b, ..
+            } = &mut self.plan.steps[j]
+            else {
+                continue;
+            };
+            let Kernel::Native(nc) = &mut **kernel else {
+                continue;
+            };
+            if nc.epi.is_none() || nc.add.is_some() || conv_b.is_some() {
+                continue;
+            }
+            nc.fuse_add(native::EpiAdd {
+                k_levels,
+                k_other,
+                other: other_elem,
+                then: levels.clone(),
+            });
+            *conv_b = Some(other);
+            let out = self.new_buf(node, BufElem::Int(levels.out))?;
+            let (lo, hi) = g.ty(node.output).dtype.quant_range().unwrap_or((0, 0));
+            self.bound.insert(out, lo.abs().max(hi.abs()));
+            if let Step::Kernel { out: o, .. } = &mut self.plan.steps[j] {
+                *o = out;
+            }
+            let Step::Kernel { out: sum, .. } = self.plan.steps.remove(i) else {
+                unreachable!("step {i} is the add");
+            };
+            self.plan.bufs[sum].per_item = 0;
+            self.plan.bufs[lv_buf].per_item = 0;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+/// The index of the last step writing buffer `buf`.
+fn producer_of(steps: &[Step], buf: usize) -> Option<usize> {
+    steps.iter().rposition(|s| match s {
+        Step::Kernel { out, .. } | Step::Quantize { out, .. } | Step::Dequantize { out, .. } => {
+            *out == buf
+        }
+    })
 }

@@ -454,12 +454,13 @@ impl CompiledGraph {
                 let r = match &**kernel {
                     Kernel::Native(nc) => {
                         let (scratch, work) = (&mut arena.scratch[i], &mut arena.work);
+                        let x = (xa, xb.unwrap_or_default());
                         match &mut arena.split {
-                            None => native::run(nc, n, xa, &mut o[..no], scratch, work),
+                            None => native::run(nc, n, x, &mut o[..no], scratch, work),
                             Some(sp) => native::run_split(
                                 nc,
                                 n,
-                                xa,
+                                x,
                                 &mut o[..no],
                                 scratch,
                                 work,

@@ -74,15 +74,6 @@ fn conv_case() -> impl Strategy<Value = ConvCase> {
         })
 }
 
-/// Random thresholds (unsorted) for `c` channels of `dtype`, around `±span`.
-fn thresholds(rng: &mut Lcg, c: usize, dtype: DType, span: i64) -> (Vec<i64>, Vec<i64>) {
-    let (lo, hi) = dtype.quant_range().unwrap();
-    let l = (hi - lo) as usize;
-    let t = (0..c * l).map(|_| rng.range(-span, span)).collect();
-    let d = (0..c).map(|_| rng.range(0, 1)).collect();
-    (t, d)
-}
-
 fn build_conv(c: &ConvCase) -> (Graph, Vec<fqc_ir::Tensor>) {
     let mut rng = Lcg(c.seed);
     let (group, cin, m) = if c.depthwise {

@@ -146,6 +146,21 @@ pub(super) mod avx2 {
         ch: usize,
         v: &[__m256i; 4],
     ) -> __m256i {
+        pack(lv, &level_values::<NV>(lv, ch, v))
+    }
+
+    /// The levels of [`levels32`] as i32 values (not packed): `qmin + count` per
+    /// accumulator, for a fused `scaled_add` that reads them.
+    ///
+    /// # Safety
+    /// AVX2 is available.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub(crate) unsafe fn level_values<const NV: usize>(
+        lv: &Levels,
+        ch: usize,
+        v: &[__m256i; 4],
+    ) -> [__m256i; 4] {
         let (t, desc) = lv.row(ch);
         let mut c = [_mm256_set1_epi32(lv.base); 4];
         if desc {
@@ -163,6 +178,17 @@ pub(super) mod avx2 {
                 }
             }
         }
+        c
+    }
+
+    /// Level values (each within the output type's range) packed to bytes in column
+    /// order.
+    ///
+    /// # Safety
+    /// AVX2 is available.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn pack(lv: &Levels, c: &[__m256i; 4]) -> __m256i {
         let p01 = _mm256_packs_epi32(c[0], c[1]);
         let p23 = _mm256_packs_epi32(c[2], c[3]);
         let bytes = if lv.out == Elem::U8 {
@@ -184,6 +210,40 @@ pub(super) mod avx2 {
     #[target_feature(enable = "avx2")]
     #[inline]
     pub(crate) unsafe fn levels16(lv: &Levels, ch: usize, v: &[__m256i; 2]) -> __m256i {
+        let c = level_values16(lv, ch, v);
+        let bytes = if lv.out == Elem::U8 {
+            _mm256_packus_epi16(c[0], c[1])
+        } else {
+            _mm256_packs_epi16(c[0], c[1])
+        };
+        _mm256_permute4x64_epi64::<0b11_01_10_00>(bytes)
+    }
+
+    /// The levels of [`levels16`] as i32 values, 8 columns a vector in column order
+    /// (for a chained `scaled_add`).
+    ///
+    /// # Safety
+    /// AVX2 is available.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub(crate) unsafe fn level_values16_as32(
+        lv: &Levels,
+        ch: usize,
+        v: &[__m256i; 2],
+    ) -> [__m256i; 4] {
+        let c = level_values16(lv, ch, v);
+        let lo = |x: __m256i| _mm256_cvtepi16_epi32(_mm256_castsi256_si128(x));
+        let hi = |x: __m256i| _mm256_cvtepi16_epi32(_mm256_extracti128_si256::<1>(x));
+        [lo(c[0]), hi(c[0]), lo(c[1]), hi(c[1])]
+    }
+
+    /// The level values (i16) of [`levels16`], before packing.
+    ///
+    /// # Safety
+    /// AVX2 is available.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn level_values16(lv: &Levels, ch: usize, v: &[__m256i; 2]) -> [__m256i; 2] {
         let t = &lv.t16[ch * lv.l..(ch + 1) * lv.l];
         let mut c = [_mm256_set1_epi16(lv.base as i16); 2];
         if lv.desc[ch] {
@@ -201,12 +261,7 @@ pub(super) mod avx2 {
                 }
             }
         }
-        let bytes = if lv.out == Elem::U8 {
-            _mm256_packus_epi16(c[0], c[1])
-        } else {
-            _mm256_packs_epi16(c[0], c[1])
-        };
-        _mm256_permute4x64_epi64::<0b11_01_10_00>(bytes)
+        c
     }
 
     /// Stores the first `len ≤ 32` bytes of `v` at `y[at..at + len]`.

@@ -31,7 +31,9 @@
 //!
 //! **Epilogue.** When `fuse.rs` fused the following `requantize` into the layer
 //! ([`NativeConv::epi`]), each register tile is turned into level bytes by
-//! `levels.rs` and stored as such; otherwise the i32 accumulators are stored. On
+//! `levels.rs` and stored as such; otherwise the i32 accumulators are stored. When a
+//! residual `scaled_add` and its `requantize` follow, they are chained on the level
+//! values in registers ([`EpiAdd`]) and only the final levels are stored. On
 //! path A, when all pairs fit one i16 chunk and the layer's bound `|bias| +
 //! max|x|·Σ|w|` is at most 32766, the accumulators start at the bias in i16 and are
 //! never widened: every partial sum is bounded by the layer's bound, so the i16 adds
@@ -59,6 +61,7 @@ pub(crate) mod levels;
 pub(crate) mod pool;
 
 use crate::emit::conv::ConvSpec;
+use crate::emit::Elem;
 use crate::error::{CodegenError, Result};
 use chunks::Chunks;
 use levels::Levels;
@@ -102,12 +105,29 @@ pub(crate) struct NativeConv {
     /// The fused `requantize` (`levels.rs`): the step then writes one level byte per
     /// output instead of an i32.
     pub epi: Option<Levels>,
+    /// After `epi`: a fused `scaled_add` of its levels and a same-shape tensor (the
+    /// step's second operand), then a second `requantize` (`EpiAdd`).
+    pub add: Option<EpiAdd>,
     /// With column stride 1: where the direct packing reads each chunk of columns.
     chunks: Option<Chunks>,
     /// Path A with every pair in one i16 chunk (`pairs ≤ flush`) and `|bias| +
     /// max|x|·Σ|w| ≤ 32766`: with a fused `requantize`, the accumulators stay i16 and
     /// are compared in i16 (`x86::tile_a16`, `levels::avx2::levels16`).
     short: bool,
+}
+
+/// A `scaled_add` and `requantize` chained after the fused `requantize` of a native
+/// convolution: per element, `l·k_levels + other·k_other` (`l` the first
+/// `requantize`'s level, `other` of storage `other` laid out as the output), whose
+/// level under `then` is stored. The plan accepted the add only when
+/// `|k_levels|·max|l| + |k_other|·max|other|` fits i32, so the wrapping i32 products
+/// and sum are exact, and equal to what the unfused `scaled_add` computes.
+#[derive(Clone, Debug)]
+pub(crate) struct EpiAdd {
+    pub k_levels: i32,
+    pub k_other: i32,
+    pub other: Elem,
+    pub then: Levels,
 }
 
 /// Whether this CPU can run the native kernel.
@@ -219,6 +239,7 @@ impl NativeConv {
             wa: if path == Path::A { wa } else { Vec::new() },
             bias,
             epi: None,
+            add: None,
         })
     }
 
@@ -253,16 +274,36 @@ impl NativeConv {
     }
     /// The form's name in [`crate::CompiledGraph::kernel_forms`].
     pub(crate) fn form_name(&self) -> &'static str {
-        match (self.path, self.epi.is_some()) {
-            (Path::A, false) => "native-a",
-            (Path::B, false) => "native-b",
-            (Path::A, true) => "native-a+requantize",
-            (Path::B, true) => "native-b+requantize",
+        match (self.path, self.epi.is_some(), self.add.is_some()) {
+            (Path::A, false, _) => "native-a",
+            (Path::B, false, _) => "native-b",
+            (Path::A, true, false) => "native-a+requantize",
+            (Path::B, true, false) => "native-b+requantize",
+            (Path::A, true, true) => "native-a+requantize+add+requantize",
+            (Path::B, true, true) => "native-b+requantize+add+requantize",
         }
     }
+
+    /// Chains `add` after the fused `requantize` (which must be there): the step then
+    /// stores `add.then`'s levels.
+    pub(crate) fn fuse_add(&mut self, add: EpiAdd) {
+        self.add = Some(add);
+    }
+
+    /// Bytes per image of the fused add's second operand (0 without one).
+    fn other_item(&self) -> usize {
+        self.add
+            .as_ref()
+            .map_or(0, |a| self.spec.m * self.n * a.other.size())
+    }
+
     /// Bytes per output element: an i32, or a level byte with a fused `requantize`.
     pub(crate) fn out_size(&self) -> usize {
-        self.epi.as_ref().map_or(4, |e| e.out.size())
+        match (&self.add, &self.epi) {
+            (Some(a), _) => a.then.out.size(),
+            (None, Some(e)) => e.out.size(),
+            (None, None) => 4,
+        }
     }
 
     /// Copies image `x` into the padded area (or returns `x` itself when unpadded).
@@ -325,13 +366,18 @@ impl NativeConv {
 fn check(
     nc: &NativeConv,
     n: usize,
-    x: &[u8],
+    (x, other): (&[u8], &[u8]),
     out: &[u8],
     scratch: &[u8],
     work: &[u8],
 ) -> Result<()> {
     let s = &nc.spec;
     let fits = x.len() >= n * s.c * s.h * s.w
+        && other.len() >= n * nc.other_item()
+        && nc
+            .add
+            .as_ref()
+            .is_none_or(|a| nc.epi.is_some() && a.then.channels() == s.m)
         && nc.epi.as_ref().is_none_or(|e| e.channels() == s.m)
         && out.len() >= n * s.m * nc.n * nc.out_size()
         && scratch.len() >= nc.scratch_bytes()
@@ -357,12 +403,12 @@ fn check(
 pub(crate) fn run(
     nc: &NativeConv,
     n: usize,
-    x: &[u8],
+    (x, other): (&[u8], &[u8]),
     out: &mut [u8],
     scratch: &mut [u8],
     work: &mut [u8],
 ) -> Result<()> {
-    check(nc, n, x, out, scratch, work)?;
+    check(nc, n, (x, other), out, scratch, work)?;
     let s = &nc.spec;
     let in_item = s.c * s.h * s.w;
     let out_item = s.m * nc.n * nc.out_size();
@@ -370,6 +416,7 @@ pub(crate) fn run(
     let (col, panel) = work.split_at_mut(nc.col_len());
     for img in 0..n {
         let xi = &x[img * in_item..(img + 1) * in_item];
+        let oi = &other[img * nc.other_item()..(img + 1) * nc.other_item()];
         let yi = &mut out[img * out_item..(img + 1) * out_item];
         let src = nc.source(xi, pad);
         for g in 0..s.group {
@@ -385,11 +432,11 @@ pub(crate) fn run(
                 if direct {
                     for t in 0..nc.tiles {
                         x86::pack_direct(nc, src, g, panel, t);
-                        x86::compute(nc, g, panel, (&mut *yi, 0), (t, t + 1), all);
+                        x86::compute(nc, g, panel, (&mut *yi, 0, oi), (t, t + 1), all);
                     }
                 } else {
                     x86::interleave(nc, col, panel);
-                    x86::compute(nc, g, panel, (&mut *yi, 0), (0, nc.tiles), all);
+                    x86::compute(nc, g, panel, (&mut *yi, 0, oi), (0, nc.tiles), all);
                 }
             }
         }
@@ -427,7 +474,7 @@ impl NativeConv {
 pub(crate) fn run_split(
     nc: &NativeConv,
     n: usize,
-    x: &[u8],
+    (x, other): (&[u8], &[u8]),
     out: &mut [u8],
     scratch: &mut [u8],
     work: &mut [u8],
@@ -437,9 +484,9 @@ pub(crate) fn run_split(
     let parts = helpers.len() + 1;
     let s = &nc.spec;
     if s.group != 1 || nc.blocks < parts || helpers.iter().any(|h| h.len() < nc.helper_bytes()) {
-        return run(nc, n, x, out, scratch, work);
+        return run(nc, n, (x, other), out, scratch, work);
     }
-    check(nc, n, x, out, scratch, work)?;
+    check(nc, n, (x, other), out, scratch, work)?;
     let in_item = s.c * s.h * s.w;
     let per_channel = nc.n * nc.out_size();
     let out_item = s.m * per_channel;
@@ -450,6 +497,7 @@ pub(crate) fn run_split(
     let bounds: Vec<usize> = (0..=parts).map(|i| nc.blocks * i / parts).collect();
     for img in 0..n {
         let xi = &x[img * in_item..(img + 1) * in_item];
+        let oi = &other[img * nc.other_item()..(img + 1) * nc.other_item()];
         let mut yi = &mut out[img * out_item..(img + 1) * out_item];
         let src: &[u8] = nc.source(xi, pad);
         let direct = nc.chunks.is_some();
@@ -478,11 +526,11 @@ pub(crate) fn run_split(
                     Panel::Own(own) => {
                         for t in 0..nc.tiles {
                             x86::pack_direct(nc, src, 0, own, t);
-                            x86::compute(nc, 0, own, (&mut *y, c0), (t, t + 1), blocks);
+                            x86::compute(nc, 0, own, (&mut *y, c0, oi), (t, t + 1), blocks);
                         }
                     }
                     Panel::Shared(p) => {
-                        x86::compute(nc, 0, p, (&mut *y, c0), (0, nc.tiles), blocks);
+                        x86::compute(nc, 0, p, (&mut *y, c0, oi), (0, nc.tiles), blocks);
                     }
                 }
             }

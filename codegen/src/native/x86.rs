@@ -4,8 +4,9 @@
 use std::arch::x86_64::*;
 
 use super::chunks::Chunk;
-use super::levels::avx2::{levels16, levels32, store_bytes};
-use super::{NativeConv, Path, MR, TB};
+use super::levels::avx2::{level_values, level_values16_as32, levels16, levels32, store_bytes};
+use super::{EpiAdd, NativeConv, Path, MR, TB};
+use crate::emit::Elem;
 
 /// Pairs of im2col rows → the tiled panel (module docs).
 ///
@@ -229,7 +230,8 @@ unsafe fn gather<const W: usize>(nc: &NativeConv, src: &[u8], base: usize, n0: u
 
 /// Tiles `tiles` and channel blocks `blocks` of group `g` of one image into `y`, which
 /// starts at output channel `c0` (`N` i32 per channel, or `N` level bytes with a fused
-/// `requantize`).
+/// `requantize`); `other` is the image's second operand of a chained `scaled_add`
+/// (laid out as the whole output, from channel 0).
 ///
 /// # Safety
 /// As [`interleave`], and `y` holds every channel of `blocks` from `c0` on (`y ≥
@@ -239,7 +241,7 @@ pub(super) unsafe fn compute(
     nc: &NativeConv,
     g: usize,
     panel: &[u8],
-    (y, c0): (&mut [u8], usize),
+    (y, c0, other): (&mut [u8], usize, &[u8]),
     tiles: (usize, usize),
     blocks: (usize, usize),
 ) {
@@ -257,7 +259,15 @@ pub(super) unsafe fn compute(
                 let acc = tile_a16(xt, nc.wa.as_ptr().add(at), nc.pairs, bias);
                 for (r, a) in acc.iter().enumerate().take(rows) {
                     let o = g * mg + b * MR + r;
-                    let v = levels16(lv, o, a);
+                    let v = match &nc.add {
+                        None => levels16(lv, o, a),
+                        Some(add) => {
+                            let l = level_values16_as32(lv, o, a);
+                            let len = (nc.n - n0).min(nc.tile);
+                            let sum = add_other(&l, add, other, o * nc.n + n0, len);
+                            levels32::<4>(&add.then, o, &sum)
+                        }
+                    };
                     store_bytes(v, y, (o - c0) * nc.n + n0, (nc.n - n0).min(nc.tile));
                 }
                 continue;
@@ -271,9 +281,21 @@ pub(super) unsafe fn compute(
                 match &nc.epi {
                     None => store(&a[..nc.tile / 8], y, (o - c0) * nc.n, n0, nc.n),
                     Some(lv) => {
-                        let v = match nc.path {
-                            Path::A => levels32::<4>(lv, o, a),
-                            Path::B => levels32::<2>(lv, o, a),
+                        let len = (nc.n - n0).min(nc.tile);
+                        let v = match (&nc.add, nc.path) {
+                            (None, Path::A) => levels32::<4>(lv, o, a),
+                            (None, Path::B) => levels32::<2>(lv, o, a),
+                            (Some(add), path) => {
+                                let l = match path {
+                                    Path::A => level_values::<4>(lv, o, a),
+                                    Path::B => level_values::<2>(lv, o, a),
+                                };
+                                let sum = add_other(&l, add, other, o * nc.n + n0, len);
+                                match path {
+                                    Path::A => levels32::<4>(&add.then, o, &sum),
+                                    Path::B => levels32::<2>(&add.then, o, &sum),
+                                }
+                            }
                         };
                         store_bytes(v, y, (o - c0) * nc.n + n0, (nc.n - n0).min(nc.tile));
                     }
@@ -281,6 +303,62 @@ pub(super) unsafe fn compute(
             }
         }
     }
+}
+
+/// `l·k_levels + other·k_other` for the first `len ≤ 32` columns of a tile's row
+/// (`l`: 8 columns a vector), `other` read from element `at` on (wrapping i32
+/// arithmetic, exact by the plan's bound; see `EpiAdd`). Columns past `len` are
+/// computed from zeros and never stored.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn add_other(
+    l: &[__m256i; 4],
+    add: &EpiAdd,
+    other: &[u8],
+    at: usize,
+    len: usize,
+) -> [__m256i; 4] {
+    let (kl, ko) = (
+        _mm256_set1_epi32(add.k_levels),
+        _mm256_set1_epi32(add.k_other),
+    );
+    let mut out = *l;
+    if len == 32 && add.other != Elem::I32 {
+        // A whole tile of byte operands: widen 8 bytes a vector.
+        let src = &other[at..at + 32];
+        for (i, o) in out.iter_mut().enumerate() {
+            let b = _mm_loadl_epi64(src[8 * i..8 * i + 8].as_ptr().cast());
+            let w = if add.other == Elem::U8 {
+                _mm256_cvtepu8_epi32(b)
+            } else {
+                _mm256_cvtepi8_epi32(b)
+            };
+            *o = _mm256_add_epi32(_mm256_mullo_epi32(*o, kl), _mm256_mullo_epi32(w, ko));
+        }
+        return out;
+    }
+    let size = add.other.size();
+    let mut tmp = [0i32; 32];
+    let src = &other[at * size..(at + len) * size];
+    match add.other {
+        Elem::U8 => tmp
+            .iter_mut()
+            .zip(src)
+            .for_each(|(t, &v)| *t = i32::from(v)),
+        Elem::I8 => tmp
+            .iter_mut()
+            .zip(src)
+            .for_each(|(t, &v)| *t = i32::from(v as i8)),
+        Elem::I32 => tmp
+            .iter_mut()
+            .zip(src.chunks_exact(4))
+            .for_each(|(t, v)| *t = i32::from_le_bytes([v[0], v[1], v[2], v[3]])),
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        let w = _mm256_loadu_si256(tmp[8 * i..8 * i + 8].as_ptr().cast());
+        *o = _mm256_add_epi32(_mm256_mullo_epi32(*o, kl), _mm256_mullo_epi32(w, ko));
+    }
+    out
 }
 
 /// Stores the i32 vectors `a` (columns `n0..n0 + 8·len`) of a channel whose row

@@ -156,3 +156,12 @@ pub fn median_us(reps: usize, mut f: impl FnMut()) -> f64 {
     t.sort_by(f64::total_cmp);
     t[reps / 2]
 }
+
+/// Random thresholds (unsorted) for `c` channels of `dtype`, around `±span`.
+pub fn thresholds(rng: &mut Lcg, c: usize, dtype: DType, span: i64) -> (Vec<i64>, Vec<i64>) {
+    let (lo, hi) = dtype.quant_range().unwrap();
+    let l = (hi - lo) as usize;
+    let t = (0..c * l).map(|_| rng.range(-span, span)).collect();
+    let d = (0..c).map(|_| rng.range(0, 1)).collect();
+    (t, d)
+}
