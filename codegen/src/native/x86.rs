@@ -5,6 +5,7 @@ use std::arch::x86_64::*;
 
 use super::chunks::Chunk;
 use super::levels::avx2::{level_values, level_values16_as32, levels16, levels32, store_bytes};
+use super::levels::Levels;
 use super::{EpiAdd, NativeConv, Path, MR, TB};
 use crate::emit::Elem;
 
@@ -256,52 +257,93 @@ pub(super) unsafe fn compute(
             let rows = (mg - b * MR).min(MR);
             let n0 = t * nc.tile;
             if let (true, Some(lv)) = (nc.short, &nc.epi) {
-                let acc = tile_a16(xt, nc.wa.as_ptr().add(at), nc.pairs, bias);
+                let acc = tile_a16(xt, nc.w.as_ptr().add(at), nc.pairs, bias);
+                if let Some(add) = &nc.add {
+                    let acc = Acc::I16(&acc[..rows]);
+                    let first = g * mg + b * MR;
+                    chain(nc, (lv, add), acc, first, (&mut *y, c0, other), n0);
+                    continue;
+                }
                 for (r, a) in acc.iter().enumerate().take(rows) {
                     let o = g * mg + b * MR + r;
-                    let v = match &nc.add {
-                        None => levels16(lv, o, a),
-                        Some(add) => {
-                            let l = level_values16_as32(lv, o, a);
-                            let len = (nc.n - n0).min(nc.tile);
-                            let sum = add_other(&l, add, other, o * nc.n + n0, len);
-                            levels32::<4>(&add.then, o, &sum)
-                        }
-                    };
+                    let v = levels16(lv, o, a);
                     store_bytes(v, y, (o - c0) * nc.n + n0, (nc.n - n0).min(nc.tile));
                 }
                 continue;
             }
             let acc = match nc.path {
-                Path::A => tile_a(xt, nc.wa.as_ptr().add(at), nc.pairs, nc.flush, bias),
+                Path::A => tile_a(xt, nc.w.as_ptr().add(at), nc.pairs, nc.flush, bias),
                 Path::B => tile_b(xt, nc.w.as_ptr().add(at), nc.pairs, bias),
             };
+            if let (Some(lv), Some(add)) = (&nc.epi, &nc.add) {
+                let first = g * mg + b * MR;
+                chain(
+                    nc,
+                    (lv, add),
+                    Acc::I32(&acc[..rows]),
+                    first,
+                    (&mut *y, c0, other),
+                    n0,
+                );
+                continue;
+            }
             for (r, a) in acc.iter().enumerate().take(rows) {
                 let o = g * mg + b * MR + r;
                 match &nc.epi {
                     None => store(&a[..nc.tile / 8], y, (o - c0) * nc.n, n0, nc.n),
                     Some(lv) => {
-                        let len = (nc.n - n0).min(nc.tile);
-                        let v = match (&nc.add, nc.path) {
-                            (None, Path::A) => levels32::<4>(lv, o, a),
-                            (None, Path::B) => levels32::<2>(lv, o, a),
-                            (Some(add), path) => {
-                                let l = match path {
-                                    Path::A => level_values::<4>(lv, o, a),
-                                    Path::B => level_values::<2>(lv, o, a),
-                                };
-                                let sum = add_other(&l, add, other, o * nc.n + n0, len);
-                                match path {
-                                    Path::A => levels32::<4>(&add.then, o, &sum),
-                                    Path::B => levels32::<2>(&add.then, o, &sum),
-                                }
-                            }
+                        let v = match nc.path {
+                            Path::A => levels32::<4>(lv, o, a),
+                            Path::B => levels32::<2>(lv, o, a),
                         };
                         store_bytes(v, y, (o - c0) * nc.n + n0, (nc.n - n0).min(nc.tile));
                     }
                 }
             }
         }
+    }
+}
+
+/// A tile's accumulators per channel of a block: i16 (two vectors of 16 columns, the
+/// short form) or i32 (8 columns a vector).
+enum Acc<'a> {
+    I16(&'a [[__m256i; 2]]),
+    I32(&'a [[__m256i; 4]]),
+}
+
+/// The chained epilogue of one block of channels (the first is `first`) of a tile
+/// starting at column `n0`: the first `requantize`'s level values (`lv`), the fused
+/// `scaled_add` with `other`, the second `requantize`, stored as level bytes. Kept out
+/// of line so that the plain epilogues keep their registers.
+#[target_feature(enable = "avx2")]
+#[inline(never)]
+unsafe fn chain(
+    nc: &NativeConv,
+    (lv, add): (&Levels, &EpiAdd),
+    acc: Acc<'_>,
+    first: usize,
+    (y, c0, other): (&mut [u8], usize, &[u8]),
+    n0: usize,
+) {
+    let len = (nc.n - n0).min(nc.tile);
+    let rows = match acc {
+        Acc::I16(a) => a.len(),
+        Acc::I32(a) => a.len(),
+    };
+    for r in 0..rows {
+        let o = first + r;
+        let l = match acc {
+            Acc::I16(a) => level_values16_as32(lv, o, &a[r]),
+            Acc::I32(a) if nc.path == Path::B => level_values::<2>(lv, o, &a[r]),
+            Acc::I32(a) => level_values::<4>(lv, o, &a[r]),
+        };
+        let sum = add_other(&l, add, other, o * nc.n + n0, len);
+        let v = if nc.path == Path::B {
+            levels32::<2>(&add.then, o, &sum)
+        } else {
+            levels32::<4>(&add.then, o, &sum)
+        };
+        store_bytes(v, y, (o - c0) * nc.n + n0, len);
     }
 }
 
@@ -385,7 +427,7 @@ unsafe fn store(a: &[__m256i], y: &mut [u8], row: usize, n0: usize, n: usize) {
 #[inline]
 unsafe fn tile_a16(
     xt: *const u8,
-    wb: *const i16,
+    wb: *const i32,
     pairs: usize,
     bias: &[i32],
 ) -> [[__m256i; 2]; MR] {
@@ -398,7 +440,7 @@ unsafe fn tile_a16(
         let x1 = _mm256_loadu_si256(xt.add(q * TB + 32).cast());
         let wq = wb.add(q * MR);
         for (r, sr) in s.iter_mut().enumerate() {
-            let w = _mm256_set1_epi16(*wq.add(r));
+            let w = _mm256_set1_epi16(*wq.add(r) as i16);
             sr[0] = _mm256_add_epi16(sr[0], _mm256_maddubs_epi16(x0, w));
             sr[1] = _mm256_add_epi16(sr[1], _mm256_maddubs_epi16(x1, w));
         }
@@ -411,7 +453,7 @@ unsafe fn tile_a16(
 #[inline]
 unsafe fn tile_a(
     xt: *const u8,
-    wb: *const i16,
+    wb: *const i32,
     pairs: usize,
     flush: usize,
     bias: &[i32],
@@ -429,7 +471,7 @@ unsafe fn tile_a(
             let x1 = _mm256_loadu_si256(xt.add(q * TB + 32).cast());
             let wq = wb.add(q * MR);
             for (r, sr) in s.iter_mut().enumerate() {
-                let w = _mm256_set1_epi16(*wq.add(r));
+                let w = _mm256_set1_epi16(*wq.add(r) as i16);
                 sr[0] = _mm256_add_epi16(sr[0], _mm256_maddubs_epi16(x0, w));
                 sr[1] = _mm256_add_epi16(sr[1], _mm256_maddubs_epi16(x1, w));
             }
