@@ -106,6 +106,8 @@ pub struct Arena {
 struct ChannelSplit {
     pool: rayon::ThreadPool,
     panels: Vec<Vec<u8>>,
+    /// Layers with fewer MACs per image run on the caller's thread alone.
+    min_macs: usize,
 }
 
 impl Arena {
@@ -131,21 +133,30 @@ impl Arena {
         own + self.work.len() + helpers
     }
 
-    /// Splits the output channels of every native convolution between `threads`
-    /// threads (the caller's and `threads − 1` helpers kept for the arena's life); 0 or
-    /// 1 runs every step on the caller's thread. For batches smaller than the thread
-    /// count, where splitting the batch leaves threads idle. Results are bit-identical:
-    /// each output channel is computed by one thread, exactly as without the split.
+    /// Splits the output channels of every native convolution of at least 16 Mi MACs
+    /// per image (smaller ones cost more to hand over than they gain, see
+    /// `native::MIN_SPLIT_MACS`) between `threads` threads (the caller's and
+    /// `threads − 1` helpers kept for the arena's life); 0 or 1 runs every step on the
+    /// caller's thread. For batches smaller than the thread count, where splitting the
+    /// batch leaves threads idle. Results are bit-identical: each output channel is
+    /// computed by one thread, exactly as without the split.
     pub fn split_channels(&mut self, threads: usize) -> Result<()> {
+        self.split_channels_from(threads, native::MIN_SPLIT_MACS)
+    }
+
+    /// As [`Arena::split_channels`], splitting every native convolution of at least
+    /// `min_macs` MACs per image (0: all of them).
+    pub fn split_channels_from(&mut self, threads: usize, min_macs: usize) -> Result<()> {
         if threads <= 1 {
             self.split = None;
             return Ok(());
         }
-        if self
+        if let Some(s) = self
             .split
-            .as_ref()
-            .is_some_and(|s| s.panels.len() + 1 == threads)
+            .as_mut()
+            .filter(|s| s.panels.len() + 1 == threads)
         {
+            s.min_macs = min_macs;
             return Ok(());
         }
         let pool = rayon::ThreadPoolBuilder::new()
@@ -156,6 +167,7 @@ impl Arena {
         self.split = Some(ChannelSplit {
             pool,
             panels: vec![Vec::new(); threads - 1],
+            min_macs,
         });
         // The helpers' panels are sized by the next run.
         self.owner = 0;
@@ -465,7 +477,7 @@ impl CompiledGraph {
                                 scratch,
                                 work,
                                 &mut sp.panels,
-                                &sp.pool,
+                                (&sp.pool, sp.min_macs),
                             ),
                         }
                     }

@@ -437,6 +437,14 @@ pub(crate) fn run(
     Ok(())
 }
 
+/// Fewest MACs per image for which [`run_split`] shares a layer between threads by
+/// default ([`crate::Arena::split_channels`]). Each
+/// split costs a hand-off to the helpers and back (tens of µs when a helper has gone
+/// to sleep): measured (`reports/bench.md`, batch 1, 2 threads), splitting every layer
+/// made ResNet-20 (2.4 M MACs a layer) slower, 0.88 → 1.22 ms, and ResNet-18 (≥ 100 M
+/// a layer) faster, 25.1 → 21.1 ms.
+pub(crate) const MIN_SPLIT_MACS: usize = 16 << 20;
+
 /// Where a part of [`run_split`] reads its panel.
 enum Panel<'a> {
     /// Its own buffer, into which it packs each tile (direct packing).
@@ -462,7 +470,8 @@ impl NativeConv {
 /// contiguous range of channel blocks into its own contiguous range of the output.
 /// With direct packing every part packs the tiles it multiplies into its own panel;
 /// otherwise the calling thread builds the whole panel first and the parts share it.
-/// Layers with groups, or too few blocks to share, run as [`run`] does.
+/// Layers with groups, too few blocks to share or fewer than `min_macs` MACs per image
+/// run as [`run`] does.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run_split(
     nc: &NativeConv,
@@ -472,11 +481,16 @@ pub(crate) fn run_split(
     scratch: &mut [u8],
     work: &mut [u8],
     helpers: &mut [Vec<u8>],
-    pool: &rayon::ThreadPool,
+    (pool, min_macs): (&rayon::ThreadPool, usize),
 ) -> Result<()> {
     let parts = helpers.len() + 1;
     let s = &nc.spec;
-    if s.group != 1 || nc.blocks < parts || helpers.iter().any(|h| h.len() < nc.helper_bytes()) {
+    let small = s.m * nc.n * s.k() < min_macs;
+    if small
+        || s.group != 1
+        || nc.blocks < parts
+        || helpers.iter().any(|h| h.len() < nc.helper_bytes())
+    {
         return run(nc, n, (x, other), out, scratch, work);
     }
     check(nc, n, (x, other), out, scratch, work)?;
