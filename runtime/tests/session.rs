@@ -1,6 +1,6 @@
 //! `Model` / `Session` on the MNIST CNN (ternary/a4): equal to the integer interpreter
-//! bit for bit at every batch and thread count (one image: output channels split
-//! between threads), arena reuse across batches, u8 input,
+//! bit for bit at every batch and thread count (one image: the channel-split arena),
+//! arena reuse across batches, u8 input,
 //! and one clear error for a wrong shape, a wrong type and a corrupt artifact.
 
 mod mnist;
@@ -47,8 +47,9 @@ fn session_matches_interpreter_and_reuses_its_arena() {
         let mut st = model.session().threads(t);
         assert_eq!(st.run(&x).unwrap(), want[0], "{t} threads");
     }
-    // One image, several threads: output channels split between them (twice, so the
-    // split arena is reused).
+    // One image, several threads: the session's channel-split arena (twice, so it is
+    // reused). This CNN's layers are below the split threshold, so they run whole;
+    // the split itself is checked by fqc-codegen's proptests, which split every layer.
     let x1 = test.batch(400, 401);
     let want1 = fqc_ir::interp::run(&g, std::slice::from_ref(&x1)).unwrap();
     for t in [2, 3] {
