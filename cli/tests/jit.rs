@@ -80,7 +80,7 @@ fn jit_run_and_eval_match_the_interpreter_and_bench_reports() {
     assert_eq!(top1(&ej).0, top1(&ei).0, "{ej}{ei}");
     assert_eq!((top1(&ej).1, top1(&ei).1), ("JIT]", "interpreter]"));
 
-    // bench prints compile time, latency, images/s and GMAC/s.
+    // bench prints compile time, the kernels the steps got, latency, images/s and GMAC/s.
     let b = ok(&[
         "bench",
         m,
@@ -102,6 +102,23 @@ fn jit_run_and_eval_match_the_interpreter_and_bench_reports() {
     ] {
         assert!(b.contains(piece), "`{piece}` missing:\n{b}");
     }
+    // One `form ×count` entry per distinct kernel form, the counts summing to the
+    // compiled steps (the MNIST CNN has at least its 2 convolutions and 2 Gemms).
+    let kernels = b
+        .lines()
+        .find_map(|l| l.strip_prefix("kernels: "))
+        .unwrap_or_else(|| panic!("no kernels line:\n{b}"));
+    let counts: Vec<usize> = kernels
+        .split(", ")
+        .map(|e| {
+            e.rsplit_once(" ×")
+                .expect("form ×count")
+                .1
+                .parse()
+                .expect("count")
+        })
+        .collect();
+    assert!(counts.iter().sum::<usize>() >= 4, "{kernels}");
     // A float model cannot be JIT'd: one error line naming the file.
     let onnx = path("examples/mnist/mnist_cnn.onnx");
     let out = fqc(&["bench", &onnx]);

@@ -117,6 +117,12 @@ impl Model {
         self.inner.compile_time
     }
 
+    /// The code each compiled step runs, as `(node name, form)` (e.g.
+    /// `native-a512+requantize`): which kernels this CPU got.
+    pub fn kernel_forms(&self) -> &[(String, &'static str)] {
+        self.inner.jit.kernel_forms()
+    }
+
     /// The input's shape after axis 0 (e.g. `[1, 28, 28]`).
     pub fn input_item_shape(&self) -> &[usize] {
         &self.inner.input.item

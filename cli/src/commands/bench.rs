@@ -1,7 +1,7 @@
 //! `fqc bench MODEL.fqc [--batch N] [--threads N] [--runs 30] [--warmup 5] [--min-secs S]
 //! [--json]`: JIT speed.
 //!
-//! Prints the JIT compile time, then, after warm-up runs, the median wall time of one
+//! Prints the JIT compile time and the kernel forms the steps got, then, after warm-up runs, the median wall time of one
 //! run of a batch over at least `--runs` timed runs (more if needed to fill at least
 //! `--min-secs` seconds of timing, as the peer harness in `../shared/bench` does),
 //! images/s (batch / median) and GMAC/s (the graph's `qconv` + `qgemm` MACs per
@@ -47,6 +47,19 @@ pub struct Args {
     /// pixels.
     #[arg(long)]
     input: Option<PathBuf>,
+}
+
+/// `form ×count, …` over the compiled steps, in order of first use.
+fn form_counts(forms: &[(String, &'static str)]) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for (_, f) in forms {
+        match counts.iter_mut().find(|(g, _)| g == f) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((f, 1)),
+        }
+    }
+    let parts: Vec<String> = counts.iter().map(|(f, n)| format!("{f} ×{n}")).collect();
+    parts.join(", ")
 }
 
 /// Upper bound on timed runs when `--min-secs` asks for more than `--runs`.
@@ -172,6 +185,7 @@ pub fn main(args: Args) -> Result<()> {
         "JIT compile: {compile_ms:.2} ms ({} MACs/image)",
         model.macs_per_image()
     );
+    println!("kernels: {}", form_counts(model.kernel_forms()));
     println!(
         "batch {}, {} thread(s), median of {} runs after {} warm-up: {:.3} ms (min {:.3} ms, max {:.3} ms)",
         args.batch,
