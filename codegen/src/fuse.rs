@@ -52,6 +52,12 @@ impl Planner<'_> {
         let Some(levels) = Levels::new(spec).filter(|_| self.native_steps()) else {
             return Ok(false);
         };
+        // Every path below feeds the levels values of buffer `a` (a convolution's
+        // accumulators, or an add's sums): its bound bounds them.
+        let levels = match self.bound.get(&a) {
+            Some(&bound) => levels.for_bound(bound),
+            None => levels,
+        };
         let g = self.g;
         let v = node.inputs[0];
         let own_result = match g.value(v).def {

@@ -2,8 +2,9 @@
 //! ternary weights, strides, pads, dilations, groups incl. depthwise, u/i 2..8-bit
 //! inputs) followed by `requantize` (fused into the native convolution or not) and a
 //! pool; `qgemm`; `scaled_add` followed by `requantize` (fused or not) and with the
-//! global pools; dense convs with several blocks of output channels; and a clear
-//! `Unsupported` error for a float op.
+//! global pools; dense convs with several blocks of output channels; the affine
+//! `requantize` epilogue where (and only where) it is exact; and a clear `Unsupported`
+//! error for a float op.
 
 mod common;
 
@@ -359,7 +360,9 @@ fn requantize_fuses_on_the_native_path() {
     let forms = fqc_codegen::compile(&g).unwrap().kernel_forms().to_vec();
     if is_avx2() {
         assert!(
-            forms.iter().any(|(_, f)| *f == "native-a+requantize"),
+            forms
+                .iter()
+                .any(|(_, f)| f.starts_with("native-a+requantize")),
             "{forms:?}"
         );
     }
@@ -391,8 +394,85 @@ fn requantize_fuses_on_the_native_path() {
     check_same(&g, &x);
     let forms = fqc_codegen::compile(&g).unwrap().kernel_forms().to_vec();
     if is_avx2() {
+        // Thresholds 3 apart, in both directions: an exact affine map.
         assert_eq!(forms.len(), 1, "{forms:?}");
-        assert_eq!(forms[0].1, "native-add-requantize");
+        assert_eq!(forms[0].1, "native-add-requantize(affine)");
+    }
+}
+
+/// `qconv` (8 → 8 channels, 3×3, ternary weights, u4 input) → `requantize` with
+/// thresholds `t` (8 rows) and directions `d`, to `out_bits` unsigned.
+fn conv_requantize(t: Vec<i64>, d: Vec<i64>, out_bits: u8) -> (Graph, Vec<fqc_ir::Tensor>) {
+    let mut rng = Lcg(11);
+    let xdt = int_dtype(false, 4);
+    let mut g = Graph::new("conv_rq");
+    let x = quantized_input(&mut g, "x", &[8, 9, 10], xdt);
+    let wv: Vec<i64> = (0..8 * 8 * 9).map(|_| rng.range(-1, 1)).collect();
+    let w = konst(
+        &mut g,
+        DType::Ternary,
+        &[8, 8, 3, 3],
+        store(DType::Ternary, wv),
+    );
+    let window = Window {
+        kernel: [3, 3],
+        strides: [1, 1],
+        pads: [1, 1, 1, 1],
+        dilations: [1, 1],
+        ceil_mode: false,
+    };
+    let acc = node(&mut g, Op::QConv { window, group: 1 }, vec![x, w], "conv");
+    let l = t.len() / 8;
+    let t = konst(&mut g, DType::I32, &[8, l], store(DType::I32, t));
+    let d = konst(&mut g, DType::I8, &[8], store(DType::I8, d));
+    let rq = Op::Requantize {
+        dtype: int_dtype(false, out_bits),
+        scale: F32(1.0),
+    };
+    let y = node(&mut g, rq, vec![acc, t, d], "requant");
+    g.set_outputs(vec![y]);
+    let input = random_input(&mut rng, 2, &[8, 9, 10], xdt);
+    (g, vec![input])
+}
+
+/// Thresholds of `ceil(o ± (k + 1/2)·q)`, `l` per channel, channel `c` descending when
+/// odd, with a step and offset of its own.
+fn affine_rows(l: usize) -> (Vec<i64>, Vec<i64>) {
+    let mut t = Vec::new();
+    for c in 0..8 {
+        let (q, o) = (7.3 + 2.9 * c as f64, 13.0 * c as f64 - 50.0);
+        let sign = if c % 2 == 1 { -1.0 } else { 1.0 };
+        t.extend((0..l).map(|k| (o + sign * (k as f64 + 0.5) * q).ceil() as i64));
+    }
+    (t, (0..8).map(|c| c % 2).collect())
+}
+
+/// The affine epilogue is taken exactly when every channel's thresholds have an exact
+/// affine form and there are enough of them (4-bit outputs), and it computes the
+/// thresholds' levels.
+#[test]
+fn affine_requantize_only_where_exact() {
+    let form = |g: &Graph| fqc_codegen::compile(g).unwrap().kernel_forms()[0].1;
+    let (t, d) = affine_rows(15);
+    let (g, x) = conv_requantize(t.clone(), d.clone(), 4);
+    check_same(&g, &x);
+    if is_avx2() {
+        assert_eq!(form(&g), "native-a+requantize(affine)");
+    }
+    // One channel's thresholds no longer evenly spaced: thresholds for the layer.
+    let mut bent = t;
+    bent[3 * 15 + 7] = bent[3 * 15 + 6];
+    let (g, x) = conv_requantize(bent, d, 4);
+    check_same(&g, &x);
+    if is_avx2() {
+        assert_eq!(form(&g), "native-a+requantize");
+    }
+    // Three thresholds (2-bit output): the compares are cheaper.
+    let (t, d) = affine_rows(3);
+    let (g, x) = conv_requantize(t, d, 2);
+    check_same(&g, &x);
+    if is_avx2() {
+        assert_eq!(form(&g), "native-a+requantize");
     }
 }
 

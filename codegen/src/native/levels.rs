@@ -9,7 +9,10 @@
 //! (descending). Rewritten as `qmin + L − #{k : T[c,k] > acc}` and `qmin + L −
 //! #{k : acc > T[c,k]}`: one signed `vpcmpgtd` per threshold gives −1 exactly on the
 //! lanes to subtract, so eight accumulators get their level from `L` compares and adds
-//! starting at `qmin + L`, independent of the order of the thresholds.
+//! starting at `qmin + L`, independent of the order of the thresholds. Where
+//! `affine.rs` found (and verified) an integer affine map equal to the thresholds on
+//! the operand's whole range, the levels are computed by it instead: a multiply, add,
+//! shift and clamp per vector, whatever the number of thresholds.
 //!
 //! **Exactness.** The level lies in `qmin..=qmax` of a ≤ 8-bit type, so the saturating
 //! packs i32 → i16 → u8/i8 (`vpackssdw`, then `vpackuswb` or `vpacksswb`) are the
@@ -23,6 +26,7 @@
 //! bounds-checked subslice of at least the bytes the intrinsic touches (partial groups
 //! are staged through a local array).
 
+use super::affine::Affine;
 use crate::emit::misc::{AddSpec, RequantSpec};
 use crate::emit::Elem;
 use crate::error::{CodegenError, Result};
@@ -45,6 +49,9 @@ pub(crate) struct Levels {
     base: i32,
     /// Output storage: `U8` or `I8`.
     pub(crate) out: Elem,
+    /// The same levels as an exact affine map on the operand's range, when one was
+    /// found and pays (`affine.rs`): computed instead of the compares.
+    affine: Option<Affine>,
 }
 
 impl Levels {
@@ -62,7 +69,22 @@ impl Levels {
             desc: s.descending.clone(),
             base: (s.qmin + s.l as i64) as i32,
             out: s.out,
+            affine: None,
         })
+    }
+
+    /// These levels for operands within `±bound` (the plan's bound): with the affine
+    /// form where every channel has an exact one and there are enough thresholds for
+    /// it to pay (`affine.rs`).
+    pub(crate) fn for_bound(mut self, bound: i64) -> Levels {
+        let qmin = i64::from(self.base) - self.l as i64;
+        self.affine = Affine::fit(&self.t, self.l, &self.desc, qmin, bound);
+        self
+    }
+
+    /// Whether the levels are computed by the affine form.
+    pub(crate) fn is_affine(&self) -> bool {
+        self.affine.is_some()
     }
 
     /// Channels (the thresholds' rows).
@@ -88,9 +110,11 @@ pub(crate) struct NativeRequant {
 impl NativeRequant {
     /// The form's name in [`crate::CompiledGraph::kernel_forms`].
     pub(crate) fn form_name(&self) -> &'static str {
-        match self.add {
-            Some(_) => "native-add-requantize",
-            None => "native-requantize",
+        match (&self.add, self.levels.is_affine()) {
+            (Some(_), false) => "native-add-requantize",
+            (Some(_), true) => "native-add-requantize(affine)",
+            (None, false) => "native-requantize",
+            (None, true) => "native-requantize(affine)",
         }
     }
 }
@@ -130,7 +154,7 @@ pub(crate) fn run(
 pub(super) mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{sum_row, widen, Levels, NativeRequant};
+    use super::{sum_row, widen, Affine, Levels, NativeRequant};
     use crate::emit::Elem;
 
     /// The levels of channel `ch` for the first `NV ≤ 4` vectors of `v` (8
@@ -161,6 +185,9 @@ pub(super) mod avx2 {
         ch: usize,
         v: &[__m256i; 4],
     ) -> [__m256i; 4] {
+        if let Some(a) = &lv.affine {
+            return affine::<NV>(a, ch, v);
+        }
         let (t, desc) = lv.row(ch);
         let mut c = [_mm256_set1_epi32(lv.base); 4];
         if desc {
@@ -210,6 +237,9 @@ pub(super) mod avx2 {
     #[target_feature(enable = "avx2")]
     #[inline]
     pub(crate) unsafe fn levels16(lv: &Levels, ch: usize, v: &[__m256i; 2]) -> __m256i {
+        if let Some(a) = &lv.affine {
+            return pack(lv, &affine::<4>(a, ch, &widen16(v)));
+        }
         let c = level_values16(lv, ch, v);
         let bytes = if lv.out == Elem::U8 {
             _mm256_packus_epi16(c[0], c[1])
@@ -231,10 +261,41 @@ pub(super) mod avx2 {
         ch: usize,
         v: &[__m256i; 2],
     ) -> [__m256i; 4] {
-        let c = level_values16(lv, ch, v);
+        if let Some(a) = &lv.affine {
+            return affine::<4>(a, ch, &widen16(v));
+        }
+        widen16(&level_values16(lv, ch, v))
+    }
+
+    /// Two vectors of 16 i16 as four of 8 i32, in column order.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn widen16(v: &[__m256i; 2]) -> [__m256i; 4] {
         let lo = |x: __m256i| _mm256_cvtepi16_epi32(_mm256_castsi256_si128(x));
         let hi = |x: __m256i| _mm256_cvtepi16_epi32(_mm256_extracti128_si256::<1>(x));
-        [lo(c[0]), hi(c[0]), lo(c[1]), hi(c[1])]
+        [lo(v[0]), hi(v[0]), lo(v[1]), hi(v[1])]
+    }
+
+    /// The levels of channel `ch` for the first `NV` vectors of `v` by the affine form
+    /// `off + clamp((v·m + b) >> shift, 0, hi)` (`affine.rs`; the i32 products and sums
+    /// do not wrap on accumulators within the bound it was verified for). Vectors past
+    /// `NV` hold `off`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn affine<const NV: usize>(a: &Affine, ch: usize, v: &[__m256i; 4]) -> [__m256i; 4] {
+        let m = _mm256_set1_epi32(a.m[ch]);
+        let b = _mm256_set1_epi32(a.b[ch]);
+        let hi = _mm256_set1_epi32(a.hi[ch]);
+        let off = _mm256_set1_epi32(a.off[ch]);
+        let shift = _mm_cvtsi32_si128(a.shift[ch]);
+        let zero = _mm256_setzero_si256();
+        let mut c = [off; 4];
+        for (ci, vi) in c.iter_mut().zip(v).take(NV) {
+            let f = _mm256_sra_epi32(_mm256_add_epi32(_mm256_mullo_epi32(*vi, m), b), shift);
+            let f = _mm256_min_epi32(_mm256_max_epi32(f, zero), hi);
+            *ci = _mm256_add_epi32(f, off);
+        }
+        c
     }
 
     /// The level values (i16) of [`levels16`], before packing.

@@ -31,7 +31,9 @@
 //!
 //! **Epilogue.** When `fuse.rs` fused the following `requantize` into the layer
 //! ([`NativeConv::epi`]), each register tile is turned into level bytes by
-//! `levels.rs` and stored as such; otherwise the i32 accumulators are stored. When a
+//! `levels.rs` — by its compares, or by an exact integer affine map where one was found
+//! for the accumulators' range (`affine.rs`, 4-bit outputs) — and stored as such;
+//! otherwise the i32 accumulators are stored. When a
 //! residual `scaled_add` and its `requantize` follow, they are chained on the level
 //! values in registers ([`EpiAdd`]) and only the final levels are stored. On
 //! path A, when all pairs fit one i16 chunk and the layer's bound `|bias| +
@@ -55,6 +57,7 @@
 //! column `< N` of a channel `< M` (output stores go through a bounds-checked copy for
 //! the last partial 8 columns).
 
+mod affine;
 mod chunks;
 pub(crate) mod gemv;
 pub(crate) mod levels;
@@ -270,14 +273,35 @@ impl NativeConv {
     }
     /// The form's name in [`crate::CompiledGraph::kernel_forms`].
     pub(crate) fn form_name(&self) -> &'static str {
-        match (self.path, self.epi.is_some(), self.add.is_some()) {
-            (Path::A, false, _) => "native-a",
-            (Path::B, false, _) => "native-b",
-            (Path::A, true, false) => "native-a+requantize",
-            (Path::B, true, false) => "native-b+requantize",
-            (Path::A, true, true) => "native-a+requantize+add+requantize",
-            (Path::B, true, true) => "native-b+requantize+add+requantize",
-        }
+        // Per path: no epilogue; thresholds; affine; then the chained add's levels.
+        const NAMES: [[&str; 7]; 2] = [
+            [
+                "native-a",
+                "native-a+requantize",
+                "native-a+requantize(affine)",
+                "native-a+requantize+add+requantize",
+                "native-a+requantize+add+requantize(affine)",
+                "native-a+requantize(affine)+add+requantize",
+                "native-a+requantize(affine)+add+requantize(affine)",
+            ],
+            [
+                "native-b",
+                "native-b+requantize",
+                "native-b+requantize(affine)",
+                "native-b+requantize+add+requantize",
+                "native-b+requantize+add+requantize(affine)",
+                "native-b+requantize(affine)+add+requantize",
+                "native-b+requantize(affine)+add+requantize(affine)",
+            ],
+        ];
+        let epi = self.epi.as_ref().map(Levels::is_affine);
+        let then = self.add.as_ref().map(|a| a.then.is_affine());
+        let i = match (epi, then) {
+            (None, _) => 0,
+            (Some(e), None) => 1 + usize::from(e),
+            (Some(e), Some(t)) => 3 + 2 * usize::from(e) + usize::from(t),
+        };
+        NAMES[usize::from(self.path == Path::B)][i]
     }
 
     /// Chains `add` after the fused `requantize` (which must be there): the step then

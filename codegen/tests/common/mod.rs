@@ -160,11 +160,25 @@ pub fn median_us(reps: usize, mut f: impl FnMut()) -> f64 {
     t[reps / 2]
 }
 
-/// Random thresholds (unsorted) for `c` channels of `dtype`, around `±span`.
+/// Random thresholds for `c` channels of `dtype`, around `±span`, and each channel's
+/// direction: for one call in two unsorted random values, else those of an affine map
+/// per channel — `ceil(o ± (k + 1/2)·q)` for a random real step `q` and offset `o`, as
+/// `integerize` makes them — which the native epilogue may compute by its affine form.
 pub fn thresholds(rng: &mut Lcg, c: usize, dtype: DType, span: i64) -> (Vec<i64>, Vec<i64>) {
     let (lo, hi) = dtype.quant_range().unwrap();
     let l = (hi - lo) as usize;
-    let t = (0..c * l).map(|_| rng.range(-span, span)).collect();
-    let d = (0..c).map(|_| rng.range(0, 1)).collect();
+    let d: Vec<i64> = (0..c).map(|_| rng.range(0, 1)).collect();
+    if rng.range(0, 1) == 0 {
+        let t = (0..c * l).map(|_| rng.range(-span, span)).collect();
+        return (t, d);
+    }
+    let mut t = Vec::with_capacity(c * l);
+    for &desc in &d {
+        // q in 1/16 steps, up to about twice the span over the levels.
+        let q = rng.range(16, (32 * span / l as i64).max(17)) as f64 / 16.0;
+        let o = rng.range(-span, span) as f64;
+        let sign = if desc == 1 { -1.0 } else { 1.0 };
+        t.extend((0..l).map(|k| (o + sign * (k as f64 + 0.5) * q).ceil() as i64));
+    }
     (t, d)
 }
