@@ -18,8 +18,9 @@
 //! those above `B` never (they lower `hi`); the `L` others, sorted `u_0 ≤ … ≤ u_{L−1}`,
 //! need `F(w) = floor((w·m + b)/2^s)` with `F(u_k) ≥ k+1` and `F(u_k − 1) ≤ k` for every
 //! `k`: linear inequalities in `(m, b)`. Eliminating `b` pairwise gives an interval of
-//! `m` (`m_interval`); the smallest shift with a non-empty interval, its smallest `m`
-//! and the smallest `b` are taken.
+//! `m` (`m_interval`); the smallest shift with a non-empty interval (by bisection:
+//! feasibility only grows with the shift), its smallest `m` and the smallest `b` are
+//! taken.
 //!
 //! **Why it is exact (checked, not assumed).** Every candidate is verified before use:
 //! `B·|m| + |b|` must fit i32, so the i32 products and sums of the vector code never
@@ -155,32 +156,37 @@ fn fit_channel(row: &[i32], desc: bool, qmin: i64, bound: i64) -> Option<Params>
             off,
         });
     }
-    for shift in 0..=MAX_SHIFT {
-        let one = 1i128 << shift;
-        let Some((m_lo, m_hi)) = m_interval(&active, one) else {
-            continue;
-        };
-        if m_lo > m_hi {
-            continue;
+    // Feasibility only grows with the shift ((m, b) at s gives (2m, 2b) at s + 1), so
+    // the smallest feasible shift is found by bisection.
+    let feasible = |shift: u32| m_interval(&active, 1i64 << shift).filter(|(lo, hi)| lo <= hi);
+    feasible(MAX_SHIFT)?;
+    let (mut s_lo, mut s_hi) = (0, MAX_SHIFT);
+    while s_lo < s_hi {
+        let mid = (s_lo + s_hi) / 2;
+        if feasible(mid).is_some() {
+            s_hi = mid;
+        } else {
+            s_lo = mid + 1;
         }
-        let m = m_lo;
-        // The smallest `b` meeting every `F(u_k) ≥ k + 1`.
-        let b = (0..active.len())
-            .map(|k| (k as i128 + 1) * one - i128::from(active[k]) * m)
-            .max()?;
-        let signed_m = if desc { -m } else { m };
-        let (Ok(m), Ok(b)) = (i32::try_from(signed_m), i32::try_from(b)) else {
-            return None;
-        };
-        return Some(Params {
-            m,
-            b,
-            shift: shift as i32,
-            hi,
-            off,
-        });
     }
-    None
+    let shift = s_lo;
+    let (m, _) = feasible(shift)?;
+    let (m, one) = (i128::from(m), 1i128 << shift);
+    // The smallest `b` meeting every `F(u_k) ≥ k + 1`.
+    let b = (0..active.len())
+        .map(|k| (k as i128 + 1) * one - i128::from(active[k]) * m)
+        .max()?;
+    let signed_m = if desc { -m } else { m };
+    let (Ok(m), Ok(b)) = (i32::try_from(signed_m), i32::try_from(b)) else {
+        return None;
+    };
+    Some(Params {
+        m,
+        b,
+        shift: shift as i32,
+        hi,
+        off,
+    })
 }
 
 /// The interval of slopes `m ≥ 1` for which some `b` meets every `F(u_k) ≥ k + 1`
@@ -188,12 +194,13 @@ fn fit_channel(row: &[i32], desc: bool, qmin: i64, bound: i64) -> Option<Params>
 /// at scale `one = 2^s`: every lower bound below every upper bound, i.e. for every pair
 /// `m·(u_j − 1 − u_k) ≤ (j − k)·one − 1`. `None` when a pair with `u_j − 1 = u_k`
 /// contradicts itself.
-fn m_interval(u: &[i64], one: i128) -> Option<(i128, i128)> {
-    let (mut lo, mut hi) = (1i128, i128::MAX);
+fn m_interval(u: &[i64], one: i64) -> Option<(i64, i64)> {
+    // |u| ≤ 2^31 and one ≤ 2^30: every term below fits i64.
+    let (mut lo, mut hi) = (1i64, i64::MAX);
     for (j, &uj) in u.iter().enumerate() {
         for (k, &uk) in u.iter().enumerate() {
-            let d = i128::from(uj) - 1 - i128::from(uk);
-            let rhs = (j as i128 - k as i128) * one - 1;
+            let d = uj - 1 - uk;
+            let rhs = (j as i64 - k as i64) * one - 1;
             match d.signum() {
                 // m ≤ floor(rhs / d)
                 1 => hi = hi.min(rhs.div_euclid(d)),
