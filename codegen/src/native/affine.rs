@@ -120,16 +120,11 @@ fn verified(row: &[i32], desc: bool, qmin: i64, bound: i64, p: Params) -> bool {
         return false;
     }
     let inside = |v: i64| (-bound..=bound).contains(&v);
-    let points = row
-        .iter()
+    row.iter()
         .flat_map(|&t| [-1, 0, 1].map(|d| i64::from(t) + d))
         .filter(|&v| inside(v))
-        .chain([-bound, bound]);
-    let mut ok = true;
-    for v in points {
-        ok &= eval(p, v) == reference(row, desc, qmin, v);
-    }
-    ok
+        .chain([-bound, bound])
+        .all(|v| eval(p, v) == reference(row, desc, qmin, v))
 }
 
 /// The parameters of one channel, unverified (module docs).
