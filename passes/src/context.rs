@@ -6,7 +6,7 @@
 //! `replace_uses`, `set_order`) and never renumber values, except `dce`, which runs last
 //! and clears the tables it invalidates.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use fqc_ir::{Tensor, Value};
 
@@ -121,4 +121,8 @@ pub struct PassContext {
     pub latent: BTreeMap<String, Tensor>,
     /// Lines passes want in the compile report (e.g. which calibration method won).
     pub notes: Vec<String>,
+    /// Conv/Gemm layers (node names) `fold-batchnorm` folded a BatchNorm into: a
+    /// fine-tuner may train them with a BatchNorm again (batch statistics) before
+    /// folding it back.
+    pub batchnorm_folded: BTreeSet<String>,
 }

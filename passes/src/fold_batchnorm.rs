@@ -217,7 +217,7 @@ impl Pass for FoldBatchNorm {
         NAME
     }
 
-    fn run(&self, g: &mut Graph, _cx: &mut PassContext) -> Result<()> {
+    fn run(&self, g: &mut Graph, cx: &mut PassContext) -> Result<()> {
         let bns: Vec<Node> = g
             .nodes()
             .filter(|(_, d)| matches!(d.op, Op::BatchNorm { .. }))
@@ -230,6 +230,7 @@ impl Pass for FoldBatchNorm {
             let uses = users(g);
             let new = match try_fold(g, bn, &aff, &uses) {
                 Some(layer) => {
+                    cx.batchnorm_folded.insert(g.node(layer).name.clone());
                     let lo = g.node(layer).output;
                     if g.outputs().contains(&out) {
                         g.value_mut(lo).name = g.value(out).name.clone();

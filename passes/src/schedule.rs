@@ -193,7 +193,7 @@ pub fn compile_gradual_observed(
             out.graph = g;
             return Ok(out);
         }
-        let layers = inspect::layer_infos(&master, &g, &cx.config);
+        let layers = inspect::layer_infos(&master, &g, &cx.config, &cx.batchnorm_folded);
         let acts = inspect::act_points(&master, cx);
         let mut scales: BTreeMap<String, Vec<f32>> = inspect::current_scales(&master, &g);
         let mut scales_set = Vec::new();
@@ -254,7 +254,7 @@ pub fn compile_gradual_observed(
         }
         notes.dedup();
         out.stages.push(StageSummary {
-            layers: inspect::layer_infos(&master, &g, &cx.config),
+            layers: inspect::layer_infos(&master, &g, &cx.config, &cx.batchnorm_folded),
             acts: inspect::act_points(&master, cx),
             info,
             fine_tuned,

@@ -50,6 +50,10 @@ pub struct TrainConfig {
     pub scale_lr_mult: f64,
     /// Seed of the shuffling (and of burn's device RNG): a run is deterministic.
     pub seed: u64,
+    /// Train the BatchNorms folded into Conv/Gemm layers again (batch statistics,
+    /// learned `γ`, `β`) in the stages before the first one with ternary weights,
+    /// folding them back at the end of each (`crate::batchnorm`).
+    pub train_batchnorm: bool,
     /// Train against the float model's soft outputs instead of the labels.
     pub distill: bool,
     /// Distillation temperature.
@@ -84,6 +88,7 @@ impl Default for TrainConfig {
             weight_decay: 5e-5,
             scale_lr_mult: 1.0,
             seed: 0,
+            train_batchnorm: true,
             distill: false,
             temperature: 1.0,
             patience: Some(2),

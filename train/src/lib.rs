@@ -6,11 +6,15 @@
 //! learnable ([`quant`]: learned log-scale per tensor for activations and per output
 //! channel for weights, straight-through round, LSQ gradients to the scales) — and writes
 //! latent weights, weight scales, biases and activation ranges back through the
-//! `StageHandle`, so the driver's integer graph computes what was trained.
+//! `StageHandle`, so the driver's integer graph computes what was trained. Until the
+//! first stage with ternary weights, the layers the model had BatchNorms after train
+//! with a BatchNorm again (batch statistics), folded back exactly after each stage
+//! ([`batchnorm`]); the ternary stages train the folded form.
 //!
 //! It runs on burn's pure-Rust `flex` CPU backend with `autodiff`; a run is deterministic
 //! given [`TrainConfig::seed`].
 
+pub mod batchnorm;
 pub mod config;
 pub mod external;
 pub mod net;

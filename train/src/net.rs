@@ -12,7 +12,8 @@
 //! quantizer (step `α_c`, levels `[−n, n]`, `n = 1` for ternary, `2^(b−1)−1` else): the
 //! same values the fake-quant graph, and so the integer graph, computes. The learnable
 //! parameters are the latent weights, `log α_c`, the per-channel biases and
-//! `log amax` of every activation quantizer.
+//! `log amax` of every activation quantizer, plus, in stages that train them, the
+//! BatchNorms of [`crate::batchnorm`] behind the layers they were folded into.
 //!
 //! Values are kept as 4-D burn tensors with their logical shape (rank ≤ 4, padded with
 //! trailing 1s), so one map holds every rank; broadcasting aligns logical shapes on the
@@ -29,6 +30,7 @@ use fqc_ir::{BinaryOp, Graph, Node, Op, Value, Window};
 use fqc_passes::schedule::{LayerKind, StageHandle};
 use fqc_passes::WeightBits;
 
+use crate::batchnorm::{self, Bn, Mode};
 use crate::quant::{act_levels, fake_quant, grad_scale};
 use crate::{Result, TrainError};
 
@@ -38,6 +40,8 @@ pub enum Group {
     Weight,
     Scale,
     Bias,
+    /// BatchNorm running statistics: not optimized, updated from batch statistics.
+    Stat,
 }
 
 /// A trainable Conv/Gemm layer.
@@ -55,6 +59,11 @@ pub struct Layer {
     pub w: usize,
     pub s: usize,
     pub b: Option<usize>,
+    /// Whether a BatchNorm was folded into this layer (and it has a per-channel bias),
+    /// so that [`Net::train_batchnorm`] may give it one again.
+    pub batchnorm: bool,
+    /// The BatchNorm this stage trains in front of the layer's bias, if any.
+    pub bn: Option<Bn>,
 }
 
 /// A learnable activation quantizer.
@@ -79,7 +88,7 @@ pub struct HostParams {
 }
 
 impl HostParams {
-    fn push(&mut self, v: Vec<f32>, g: Group) -> usize {
+    pub(crate) fn push(&mut self, v: Vec<f32>, g: Group) -> usize {
         self.values.push(v);
         self.groups.push(g);
         self.values.len() - 1
@@ -203,6 +212,8 @@ impl Net {
                 w,
                 s,
                 b,
+                batchnorm: l.batchnorm && b.is_some(),
+                bn: None,
             });
         }
         for a in handle.activations() {
@@ -283,8 +294,19 @@ impl Net {
     }
 
     /// The logits `[N, classes]` for the batch `x` (raw NCHW input): with `params`
-    /// the fake-quant network, without the float network.
+    /// the fake-quant network, without the float network. BatchNorms use their running
+    /// statistics.
     pub fn forward(&self, params: Option<&[Tensor<1>]>, x: Tensor<4>) -> Result<Tensor<2>> {
+        self.forward_mode(params, x, &mut Mode::Eval)
+    }
+
+    /// [`Net::forward`] with the BatchNorms in `mode` (see [`batchnorm`]).
+    pub fn forward_mode(
+        &self,
+        params: Option<&[Tensor<1>]>,
+        x: Tensor<4>,
+        mode: &mut Mode,
+    ) -> Result<Tensor<2>> {
         let g = &self.graph;
         let input = g.inputs()[0];
         let batch = x.dims()[0];
@@ -462,6 +484,7 @@ impl Net {
                 }
                 _ => return Err(unsupported(g, n, "op not supported by the trainer")),
             };
+            let y = self.batchnorm(params, n, y, mode);
             let y = self.act(params, d.output, y);
             vals.insert(d.output, y);
         }
@@ -470,6 +493,19 @@ impl Net {
             .remove(&out)
             .ok_or_else(|| TrainError::Unsupported("the graph output is not computed".into()))?;
         Ok(y.two_d())
+    }
+
+    /// Applies the BatchNorm of layer node `n`, if it has one and `params` are given.
+    fn batchnorm(&self, params: Option<&[Tensor<1>]>, n: Node, y: Val, mode: &mut Mode) -> Val {
+        let (Some(p), Some(&li)) = (params, self.layer_of.get(&n)) else {
+            return y;
+        };
+        let l = &self.layers[li];
+        let (Some(bn), Some(b)) = (&l.bn, l.b) else {
+            return y;
+        };
+        let t = batchnorm::apply(y.t, (li, bn), p[b].clone(), p, mode);
+        Val { t, shape: y.shape }
     }
 
     /// Applies the activation quantizer of `v`, if it is a point and `params` are given.
@@ -516,6 +552,8 @@ impl Net {
         let w: Tensor<4> = p[l.w].clone().reshape(pad4(&l.shape));
         let wq = fake_quant(w, alpha, -l.levels, l.levels);
         let b = match l.b {
+            // The BatchNorm adds `β` (`Net::batchnorm`).
+            Some(_) if l.bn.is_some() => None,
             Some(bi) => Some(Val {
                 t: p[bi].clone().reshape([m, 1, 1, 1]),
                 shape: vec![m],

@@ -17,8 +17,9 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use fqc_dataset::{Augment, LabelledSet, Rng};
 use fqc_ir::{Graph, Tensor as IrTensor, TensorData as IrData};
 use fqc_passes::schedule::{FineTune, StageHandle, StageInfo};
-use fqc_passes::{PassError, Range};
+use fqc_passes::{PassError, Range, WeightBits};
 
+use crate::batchnorm::{self, Mode};
 use crate::config::{OptimizerKind, TrainConfig};
 use crate::net::{Group, HostParams, Net};
 use crate::{Result, TrainError};
@@ -39,6 +40,8 @@ pub struct StageReport {
     pub val_acc_before: f64,
     /// Validation top-1 after training (the kept epoch).
     pub val_acc: f64,
+    /// Layers trained with a BatchNorm (batch statistics) this stage.
+    pub batchnorms: usize,
     pub time: Duration,
 }
 
@@ -46,11 +49,16 @@ impl std::fmt::Display for StageReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "stage {}/{} {:<6} epochs {}  train loss {:.4}  val acc {:.2}% (before {:.2}%)  {:.1} s",
+            "stage {}/{} {:<6} epochs {}{}  train loss {:.4}  val acc {:.2}% (before {:.2}%)  {:.1} s",
             self.index + 1,
             self.count,
             self.label,
             self.epochs,
+            if self.batchnorms > 0 {
+                format!("  BN trained in {} layers", self.batchnorms)
+            } else {
+                String::new()
+            },
             self.train_loss,
             100.0 * self.val_acc,
             100.0 * self.val_acc_before,
@@ -68,6 +76,9 @@ pub struct QatFineTune {
     device: Device,
     /// The float master as the first stage saw it (the distillation teacher).
     teacher: Option<Graph>,
+    /// Whether a stage with ternary weights has been trained (BatchNorm is folded
+    /// for good from then on).
+    ternary_seen: bool,
     pub reports: Vec<StageReport>,
 }
 
@@ -280,6 +291,7 @@ impl QatFineTune {
             val,
             device,
             teacher: None,
+            ternary_seen: false,
             reports: Vec::new(),
         })
     }
@@ -308,7 +320,24 @@ impl QatFineTune {
         handle: &StageHandle<'_>,
     ) -> Result<(StageReport, Net, HostParams)> {
         let start = Instant::now();
-        let (net, host) = Net::stage(handle, &self.device)?;
+        let (mut net, mut host) = Net::stage(handle, &self.device)?;
+        // BatchNorm is trained until the first stage with ternary weights.
+        self.ternary_seen |= handle
+            .layers()
+            .iter()
+            .any(|l| l.weights == WeightBits::Ternary);
+        let batchnorms = if self.cfg.train_batchnorm && !self.ternary_seen {
+            let n = batchnorm::INIT_IMAGES.min(self.train.len());
+            let idx: Vec<usize> = (0..n).collect();
+            let batches = idx
+                .chunks(256)
+                .map(|c| gather(&self.train, c, &self.device, None).map(|(x, _)| x))
+                .collect::<Result<Vec<_>>>()?;
+            net.train_batchnorm(&mut host, &batches)?;
+            net.batchnorms()
+        } else {
+            Vec::new()
+        };
         let teacher = match (&self.teacher, self.cfg.distill) {
             (Some(g), true) => Some(Net::float(g, &self.device)?),
             _ => None,
@@ -343,7 +372,12 @@ impl QatFineTune {
                     .iter()
                     .map(|p| p.clone().autodiff().require_grad())
                     .collect();
-                let logits = net.forward(Some(&leaves), x.clone())?;
+                let mut mode = if batchnorms.is_empty() {
+                    Mode::Eval
+                } else {
+                    Mode::Train(Vec::new())
+                };
+                let logits = net.forward_mode(Some(&leaves), x.clone(), &mut mode)?;
                 let classes = logits.dims()[1];
                 let logp = log_softmax(logits.clone(), 1);
                 let target = match &teacher {
@@ -368,8 +402,12 @@ impl QatFineTune {
                         Group::Weight => (lr, self.cfg.weight_decay),
                         Group::Scale => (lr * self.cfg.scale_lr_mult, 0.0),
                         Group::Bias => (lr, 0.0),
+                        Group::Stat => continue,
                     };
                     params[i] = optim.update(i, params[i].clone(), g, lr_i, wd);
+                }
+                if let Mode::Train(stats) = mode {
+                    batchnorm::update_running(&mut params, &batchnorms, stats);
                 }
                 let l = scalar(loss.inner());
                 correct += hits(logits.inner(), &y);
@@ -444,6 +482,7 @@ impl QatFineTune {
             epoch_losses,
             val_acc_before: before,
             val_acc: best.0,
+            batchnorms: batchnorms.len(),
             time: start.elapsed(),
         };
         Ok((report, net, trained))
@@ -489,8 +528,10 @@ pub fn accuracy(
     Ok(correct as f64 / set.len() as f64)
 }
 
-/// Writes trained parameters back through the handle.
+/// Writes trained parameters back through the handle, with any BatchNorm folded into
+/// its layer (`batchnorm::fold`).
 pub fn write_back(net: &Net, p: &HostParams, handle: &mut StageHandle<'_>) -> Result<()> {
+    let p = &net.folded(p);
     for l in &net.layers {
         let w = IrTensor::f32(l.shape.clone(), p.values[l.w].clone()).ok_or_else(|| {
             TrainError::Unsupported(format!("layer `{}`: bad weight shape", l.name))

@@ -9,6 +9,7 @@ use fqc_dataset::LabelledSet;
 use fqc_ir::{DType, Graph, Op, Scale, Shape, TensorType, F32};
 use fqc_passes::schedule::{compile_gradual, FineTune, Schedule, StageHandle, StageInfo};
 use fqc_passes::{PassContext, PipelineOptions, WeightBits};
+use fqc_train::batchnorm::Mode;
 use fqc_train::quant::{fake_quant, round_ste};
 use fqc_train::{Net, QatFineTune, TrainConfig};
 
@@ -302,4 +303,144 @@ fn biases_set_by_a_hook_reach_later_stages() {
     }
     assert!((first.seen[0][0] - a[0]).abs() < 1e-6);
     assert!(fqc_passes::is_integer_only(&out.graph));
+}
+
+/// Checks BatchNorm re-training on the stage's network (`fqc_train::batchnorm`): adding
+/// the BatchNorms keeps the function, training mode on the batch the statistics came
+/// from computes the same, and folding arbitrary BatchNorm parameters (negative `γ`
+/// included) back into the layers computes evaluation mode's function.
+#[derive(Debug)]
+struct CheckBatchNorm {
+    x: fqc_ir::Tensor,
+    checked: bool,
+}
+
+fn burn_batch(x: &fqc_ir::Tensor, dev: &Device) -> Tensor<4> {
+    let s = &x.shape;
+    Tensor::<4>::from_data(
+        TensorData::new(x.as_f32().unwrap().to_vec(), [s[0], s[1], s[2], s[3]]),
+        dev,
+    )
+}
+
+/// Fraction of logits farther apart than `tol`, and the fraction of rows (10 logits)
+/// whose argmax differs.
+fn disagreement(a: &[f32], b: &[f32], tol: f32) -> (f64, f64) {
+    assert_eq!(a.len(), b.len());
+    let far = a
+        .iter()
+        .zip(b)
+        .filter(|(x, y)| (*x - *y).abs() > tol)
+        .count();
+    let argmax = |r: &[f32]| {
+        r.iter()
+            .enumerate()
+            .fold(
+                (0, f32::NEG_INFINITY),
+                |m, (i, &v)| if v > m.1 { (i, v) } else { m },
+            )
+            .0
+    };
+    let rows = a.len() / 10;
+    let flips = (0..rows)
+        .filter(|&i| argmax(&a[i * 10..][..10]) != argmax(&b[i * 10..][..10]))
+        .count();
+    (far as f64 / a.len() as f64, flips as f64 / rows as f64)
+}
+
+impl FineTune for CheckBatchNorm {
+    fn after_stage(&mut self, _: &StageInfo, h: &mut StageHandle<'_>) -> fqc_passes::Result<()> {
+        let dev = Device::flex();
+        let x = burn_batch(&self.x, &dev);
+        let (plain, p0) = Net::stage(h, &dev).unwrap();
+        // The MNIST CNN's two Conv → BatchNormalization pairs.
+        assert_eq!(plain.layers.iter().filter(|l| l.batchnorm).count(), 2);
+        let before = to_vec(plain.forward(Some(&plain.tensors(&p0)), x.clone()).unwrap());
+        let (mut net, mut p) = Net::stage(h, &dev).unwrap();
+        assert_eq!(net.train_batchnorm(&mut p, std::slice::from_ref(&x)).unwrap(), 2);
+        let eval = to_vec(net.forward(Some(&net.tensors(&p)), x.clone()).unwrap());
+        let (far, flips) = disagreement(&before, &eval, 1e-3);
+        assert!(far < 0.01 && flips == 0.0, "BatchNorm added: {far} {flips}");
+        let mut mode = Mode::Train(Vec::new());
+        let train = to_vec(
+            net.forward_mode(Some(&net.tensors(&p)), x.clone(), &mut mode)
+                .unwrap(),
+        );
+        let (far, flips) = disagreement(&train, &eval, 1e-3);
+        assert!(far < 0.01 && flips == 0.0, "training mode: {far} {flips}");
+        let Mode::Train(stats) = mode else {
+            panic!("mode changed")
+        };
+        assert_eq!(stats.len(), 2);
+        // Arbitrary BatchNorm parameters, a third of the γ negative.
+        for (li, bn) in net.batchnorms() {
+            let b = net.layers[li].b.unwrap();
+            for c in 0..p.values[bn.gamma].len() {
+                let f = c as f32;
+                p.values[bn.gamma][c] *= if c % 3 == 0 { -0.7 } else { 1.3 };
+                p.values[bn.mean][c] += 0.05 * (f % 5.0);
+                p.values[bn.var][c] *= 1.0 + 0.1 * (f % 4.0);
+                p.values[b][c] += 0.02 * (f % 7.0) - 0.05;
+            }
+        }
+        let eval = to_vec(net.forward(Some(&net.tensors(&p)), x.clone()).unwrap());
+        let folded = net.folded(&p);
+        let after = to_vec(plain.forward(Some(&plain.tensors(&folded)), x).unwrap());
+        let (far, flips) = disagreement(&eval, &after, 1e-3);
+        assert!(far < 0.01 && flips <= 0.01, "folded: {far} {flips}");
+        let (moved, _) = disagreement(&before, &eval, 1e-3);
+        assert!(moved > 0.5, "the parameters changed the network ({moved})");
+        self.checked = true;
+        Ok(())
+    }
+}
+
+#[test]
+fn batchnorm_is_added_without_change_and_folds_back_exactly() {
+    let (g, set) = mnist();
+    let mut cx = PassContext {
+        calib_inputs: vec![set.batch(0, 64)],
+        ..PassContext::default()
+    };
+    let mut hook = CheckBatchNorm {
+        x: set.batch(0, 128),
+        checked: false,
+    };
+    let s = Schedule::parse("w4a6").unwrap();
+    compile_gradual(&g, &s, &mut cx, &mut hook, &PipelineOptions::default()).unwrap();
+    assert!(hook.checked);
+}
+
+#[test]
+fn batchnorm_is_trained_until_the_first_ternary_stage() {
+    let (g, set) = mnist();
+    let train = fqc_train::trainer::first(&set, 256);
+    let run = |train_batchnorm: bool| {
+        let cfg = TrainConfig {
+            epochs_per_stage: vec![1],
+            batch_size: 64,
+            train_batchnorm,
+            progress: false,
+            print_stages: false,
+            ..TrainConfig::default()
+        };
+        let val = fqc_train::trainer::first(&train, 64);
+        let mut hook = QatFineTune::new(train.clone(), Some(val), cfg).unwrap();
+        let mut cx = PassContext {
+            calib_inputs: vec![train.batch(0, 64)],
+            ..PassContext::default()
+        };
+        let s = Schedule::parse("w8a8,w4a4,w2a4,w8a8").unwrap();
+        let out = compile_gradual(&g, &s, &mut cx, &mut hook, &PipelineOptions::default()).unwrap();
+        assert!(fqc_passes::is_integer_only(&out.graph));
+        let layers = &out.stages[0].layers;
+        assert_eq!(layers.iter().filter(|l| l.batchnorm).count(), 2);
+        hook.reports
+            .iter()
+            .map(|r| r.batchnorms)
+            .collect::<Vec<_>>()
+    };
+    // Folded for good from the first ternary stage on, even when bits rise again.
+    assert_eq!(run(true), [2, 2, 0, 0]);
+    assert_eq!(run(false), [0, 0, 0, 0]);
 }

@@ -87,6 +87,9 @@ pub struct LayerInfo {
     pub macs: u64,
     /// Fraction of the stage's integer weights that are zero (ternary sparsity).
     pub sparsity: Option<f64>,
+    /// Whether `fold-batchnorm` folded a BatchNorm into this layer (its output channels
+    /// are that BatchNorm's).
+    pub batchnorm: bool,
 }
 
 /// An activation quantization point: a value of the float master with a clip range.

@@ -7,7 +7,7 @@
 //! or doubly named layer keeps its graph weight). A stage's graph keeps node names
 //! (`quantize-weights` edits operands in place), so a layer is found there by name.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use fqc_ir::{DType, Graph, Node, Op, Scale, Tensor, TensorData, TensorType, Value};
 
@@ -121,7 +121,12 @@ pub fn weight_sparsity(g: &Graph, layer: &str) -> Option<f64> {
 }
 
 /// The master's layers as quantized in `g` under `config`.
-pub fn layer_infos(master: &Graph, g: &Graph, config: &QuantConfig) -> Vec<LayerInfo> {
+pub fn layer_infos(
+    master: &Graph,
+    g: &Graph,
+    config: &QuantConfig,
+    batchnorm_folded: &BTreeSet<String>,
+) -> Vec<LayerInfo> {
     let in_g = by_name(g);
     layers(master)
         .into_iter()
@@ -147,6 +152,7 @@ pub fn layer_infos(master: &Graph, g: &Graph, config: &QuantConfig) -> Vec<Layer
                 in_bits: gn.and_then(|gn| input_bits(g, gn)),
                 macs: out_items.saturating_mul(per_channel as u64),
                 sparsity: weight_sparsity(g, &d.name),
+                batchnorm: batchnorm_folded.contains(&d.name),
             }
         })
         .collect()

@@ -42,6 +42,11 @@ pub(super) struct TrainArgs {
     /// Train against the float model's outputs instead of the labels.
     #[arg(long, requires = "train")]
     distill: bool,
+    /// Train every stage on the folded layers: by default the BatchNorms the model had
+    /// are trained again (batch statistics) until the first stage with ternary
+    /// weights, and folded back after each stage.
+    #[arg(long, requires = "train")]
+    no_train_bn: bool,
     /// Peak learning rate (cosine decay per stage; default 5e-4 for adam, 0.01 for sgd):
     /// one for every stage, or one per stage (the last applies to later stages).
     #[arg(
@@ -151,7 +156,7 @@ pub(super) fn finetune_hook(
     };
     let aug = &cfg.augment;
     println!(
-        "fine-tuning: {ntrain} training / {} validation images, epochs per stage {}, batch {}, {} lr {}{}{}",
+        "fine-tuning: {ntrain} training / {} validation images, epochs per stage {}, batch {}, {} lr {}{}{}{}",
         val.len(),
         list(&epochs),
         cfg.batch_size,
@@ -161,6 +166,7 @@ pub(super) fn finetune_hook(
         },
         list(&lrs),
         if cfg.distill { ", distilling from the float model" } else { "" },
+        if cfg.train_batchnorm { "" } else { ", BatchNorm folded from the start" },
         if aug.is_identity() {
             String::new()
         } else {
@@ -203,6 +209,7 @@ fn train_config(args: &TrainArgs) -> Result<fqc_train::TrainConfig> {
     };
     cfg.seed = args.seed;
     cfg.distill = args.distill;
+    cfg.train_batchnorm = !args.no_train_bn;
     cfg.max_train_images = args.train_images;
     Ok(cfg)
 }
