@@ -19,13 +19,14 @@
 //! The micro-kernel keeps `MR` channels × one tile of accumulators in registers and
 //! runs over all pairs:
 //!
-//! * **Path A** (u8 activations, and `max|x|·(|w0|+|w1|) ≤ 32767` for every weight
-//!   pair): tiles of 32 columns; `vpmaddubsw` (u8 × i8 pairs → i16) added in i16 for
+//! * **Path A** (u8 activations — or i8 ones offset to u8 as the image is copied,
+//!   with the offset's contribution taken out of the bias (`source.rs`) — and
+//!   `max|x|·(|w0|+|w1|) ≤ 32767` for every weight pair): tiles of 32 columns; `vpmaddubsw` (u8 × i8 pairs → i16) added in i16 for
 //!   [`NativeConv::flush`] pairs, then widened (`vpmovsxwd`) into i32 accumulators.
 //!   Exact: no pair sum saturates (its magnitude is at most `max|x|·(|w0|+|w1|) ≤
 //!   32767`), and a chunk of `F` pairs sums to at most `F·max_pair ≤ 32767` in
 //!   magnitude, so the wrapping i16 adds never wrap. Ternary × u4 gives `F = 1092`.
-//! * **Path B** (everything else: i8 activations, 8-bit weights × u8): tiles of 16
+//! * **Path B** (everything else: wide weights × 8-bit activations): tiles of 16
 //!   columns; activations widened to i16 in the panel, `vpmaddwd` (i16 pairs → i32),
 //!   exact because every product fits i16 × i16 and a pair sum fits i32.
 //!
@@ -62,6 +63,7 @@ mod chunks;
 pub(crate) mod gemv;
 pub(crate) mod levels;
 pub(crate) mod pool;
+mod source;
 
 use crate::emit::conv::ConvSpec;
 use crate::emit::Elem;
@@ -115,6 +117,9 @@ pub(crate) struct NativeConv {
     /// max|x|·Σ|w| ≤ 32766`: with a fused `requantize`, the accumulators stay i16 and
     /// are compared in i16 (`x86::tile_a16`, `levels::avx2::levels16`).
     short: bool,
+    /// Path A on signed activations: the image is offset to unsigned (`x ^ 0x80`) as it
+    /// is copied, and `bias` holds `bias − 128·Σw` (`source.rs` says why that is exact).
+    flip: bool,
 }
 
 /// A `scaled_add` and `requantize` chained after the fused `requantize` of a native
@@ -149,13 +154,28 @@ pub(super) fn pair_bound(s: &ConvSpec) -> Option<i64> {
     if s.x_signed {
         return None;
     }
+    pair_bound_at(s, s.xmax)
+}
+
+/// Path A's largest activation: `max|x|`, or `128 + max|x|` (at most 255) for signed
+/// activations offset to unsigned (`source.rs`).
+fn xmax_a(s: &ConvSpec) -> i64 {
+    if s.x_signed {
+        (128 + s.xmax).min(255)
+    } else {
+        s.xmax
+    }
+}
+
+/// The largest `xmax·(|w0|+|w1|)` over the weight pairs.
+fn pair_bound_at(s: &ConvSpec, xmax: i64) -> Option<i64> {
     let k = s.k();
     let mut best = 0;
     for o in 0..s.m {
         let row = &s.weights[o * k..(o + 1) * k];
         for p in row.chunks(2) {
             let sum: i64 = p.iter().map(|&v| i64::from(v).abs()).sum();
-            best = best.max(sum * s.xmax);
+            best = best.max(sum * xmax);
         }
     }
     Some(best)
@@ -168,12 +188,26 @@ impl NativeConv {
         if !available() {
             return None;
         }
-        let a_ok = pair_bound(&s).filter(|&p| p <= 32767);
+        let k = s.k();
+        // Per channel: the bias the accumulators start at on path A (offset by
+        // `−128·Σw` for signed activations, `source.rs`) and `|that| + xmax·Σ|w|`.
+        let xa = xmax_a(&s);
+        let bias_a: Vec<(i64, i64)> = (0..s.m)
+            .map(|o| {
+                let row = &s.weights[o * k..(o + 1) * k];
+                let sum: i64 = row.iter().map(|&v| i64::from(v)).sum();
+                let abs: i64 = row.iter().map(|&v| i64::from(v).abs()).sum();
+                let b = i64::from(s.bias[o]) - if s.x_signed { 128 * sum } else { 0 };
+                (b, b.abs() + xa * abs)
+            })
+            .collect();
+        let bound_a = bias_a.iter().map(|&(_, b)| b).max().unwrap_or(0);
+        let a_ok = pair_bound_at(&s, xa).filter(|&p| p <= 32767 && bound_a <= i64::from(i32::MAX));
         let (path, flush) = match a_ok {
             Some(p) if want_a => (Path::A, (32767 / p.max(1)) as usize),
             _ => (Path::B, 0),
         };
-        let k = s.k();
+        let flip = path == Path::A && s.x_signed;
         let pairs = k.div_ceil(2).max(1);
         let n = s.oh * s.ow;
         let tile = if path == Path::A { 32 } else { 16 };
@@ -186,7 +220,11 @@ impl NativeConv {
             for o in 0..mg {
                 let oc = g * mg + o;
                 let (b, r) = (o / MR, o % MR);
-                bias[(g * blocks + b) * MR + r] = s.bias[oc];
+                bias[(g * blocks + b) * MR + r] = match path {
+                    // Within i32: `bound_a` is.
+                    Path::A => bias_a[oc].0 as i32,
+                    Path::B => s.bias[oc],
+                };
                 for q in 0..pairs {
                     let at = |t: usize| {
                         if t < kk {
@@ -223,9 +261,10 @@ impl NativeConv {
                 .collect();
             c
         });
-        let short = path == Path::A && pairs <= flush && s.bound() <= 32766;
+        let short = path == Path::A && pairs <= flush && bound_a <= 32766;
         Some(NativeConv {
             short,
+            flip,
             chunks,
             spec: s,
             path,
@@ -248,6 +287,8 @@ impl NativeConv {
     fn pad_len(&self) -> usize {
         if self.padded() {
             self.spec.pad_bytes()
+        } else if self.flip {
+            self.spec.c * self.spec.h * self.spec.w
         } else {
             0
         }
@@ -262,8 +303,8 @@ impl NativeConv {
     fn panel_len(&self) -> usize {
         self.tiles * self.pairs * TB
     }
-    /// The step's own scratch bytes: the padded image, whose zero border is written
-    /// once, when the arena allocates it.
+    /// The step's own scratch bytes: the padded (or offset) image, whose zero border is
+    /// written once, when the arena allocates it (an offset image's border: each run).
     pub(crate) fn scratch_bytes(&self) -> usize {
         self.pad_len()
     }
@@ -323,61 +364,6 @@ impl NativeConv {
             (Some(a), _) => a.then.out.size(),
             (None, Some(e)) => e.out.size(),
             (None, None) => 4,
-        }
-    }
-
-    /// Copies image `x` into the padded area (or returns `x` itself when unpadded).
-    fn source<'a>(&self, x: &'a [u8], pad: &'a mut [u8]) -> &'a [u8] {
-        let s = &self.spec;
-        if !self.padded() {
-            return x;
-        }
-        let (hp, wp) = s.extent();
-        for c in 0..s.c {
-            for y in 0..s.h {
-                let src = &x[(c * s.h + y) * s.w..][..s.w];
-                let d = (c * hp + y + s.pads[0]) * wp + s.pads[1];
-                pad[d..d + s.w].copy_from_slice(src);
-            }
-        }
-        pad
-    }
-
-    /// Fills rows `0..K` of `col` with the im2col matrix of group `g`.
-    fn im2col(&self, src: &[u8], g: usize, col: &mut [u8]) {
-        let s = &self.spec;
-        let (hs, ws) = s.extent();
-        let np = self.np();
-        let (cg, [sh, sw], [dh, dw]) = (s.cg(), s.strides, s.dilations);
-        for ci in 0..cg {
-            let c = g * cg + ci;
-            for ki in 0..s.kh {
-                for kj in 0..s.kw {
-                    let k = (ci * s.kh + ki) * s.kw + kj;
-                    let row = &mut col[k * np..k * np + self.n];
-                    for oy in 0..s.oh {
-                        let base = (c * hs + oy * sh + ki * dh) * ws + kj * dw;
-                        let dst = &mut row[oy * s.ow..(oy + 1) * s.ow];
-                        if sw == 1 {
-                            dst.copy_from_slice(&src[base..base + s.ow]);
-                        } else if sw == 2 {
-                            // Every other byte: `chunks_exact` lets the compiler
-                            // vectorise the de-interleave; the last tap separately.
-                            let (head, last) = dst.split_at_mut(s.ow - 1);
-                            let line = &src[base..base + 2 * (s.ow - 1) + 1];
-                            for (d, p) in head.iter_mut().zip(line.chunks_exact(2)) {
-                                *d = p[0];
-                            }
-                            last[0] = line[2 * (s.ow - 1)];
-                        } else {
-                            let line = &src[base..base + (s.ow - 1) * sw + 1];
-                            for (d, v) in dst.iter_mut().zip(line.iter().step_by(sw)) {
-                                *d = *v;
-                            }
-                        }
-                    }
-                }
-            }
         }
     }
 }
