@@ -168,12 +168,18 @@ impl Planner<'_> {
             if nc.epi.is_none() || nc.add.is_some() || conv_b.is_some() {
                 continue;
             }
-            nc.fuse_add(native::EpiAdd {
-                k_levels,
-                k_other,
-                other: other_elem,
-                then: levels.clone(),
-            });
+            // The other operand's values lie in its type's range.
+            let other_value = operands[usize::from(v == operands[0])];
+            let other_range = g.ty(other_value).dtype.quant_range();
+            let Some(first) = &nc.epi else {
+                continue;
+            };
+            let chained = native::EpiAdd::new(
+                (first, k_levels),
+                (other_elem, other_range, k_other),
+                levels.clone(),
+            );
+            nc.fuse_add(chained);
             *conv_b = Some(other);
             let out = self.new_buf(node, BufElem::Int(levels.out))?;
             let (lo, hi) = g.ty(node.output).dtype.quant_range().unwrap_or((0, 0));

@@ -145,6 +145,15 @@ fn residual_tail_chains_into_the_native_convolution() {
     // Ternary (short i16 accumulators), 8-bit weights (i32), the other operand first.
     let cases = [
         (base.clone(), true),
+        // 4-bit levels plus an 8-bit other operand: 4,096 sums per channel, more than
+        // the grid form enumerates, so the chain compares the i32 sums.
+        (
+            TailCase {
+                other: (false, 8),
+                ..base.clone()
+            },
+            true,
+        ),
         (
             TailCase {
                 wbits: Some(8),
@@ -166,8 +175,14 @@ fn residual_tail_chains_into_the_native_convolution() {
         let (g, inputs) = tail_graph(&t);
         check_same(&g, &inputs);
         let forms = fqc_codegen::compile(&g).unwrap().kernel_forms().to_vec();
-        let found = forms.iter().any(|(_, f)| f.ends_with("+add+requantize"));
+        let found = forms.iter().any(|(_, f)| f.contains("+add+requantize"));
         assert_eq!(found, chained && is_avx2(), "{t:?}: {forms:?}");
+        // Two 4-bit operands: the second `requantize` on their 256-point grid.
+        let grid = forms
+            .iter()
+            .any(|(_, f)| f.contains("+add+requantize(grid"));
+        let small = t.mid.1 + t.other.1 <= 10;
+        assert_eq!(grid, found && small, "{t:?}: {forms:?}");
     }
 }
 

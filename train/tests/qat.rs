@@ -357,7 +357,11 @@ impl FineTune for CheckBatchNorm {
         assert_eq!(plain.layers.iter().filter(|l| l.batchnorm).count(), 2);
         let before = to_vec(plain.forward(Some(&plain.tensors(&p0)), x.clone()).unwrap());
         let (mut net, mut p) = Net::stage(h, &dev).unwrap();
-        assert_eq!(net.train_batchnorm(&mut p, std::slice::from_ref(&x)).unwrap(), 2);
+        assert_eq!(
+            net.train_batchnorm(&mut p, std::slice::from_ref(&x))
+                .unwrap(),
+            2
+        );
         let eval = to_vec(net.forward(Some(&net.tensors(&p)), x.clone()).unwrap());
         let (far, flips) = disagreement(&before, &eval, 1e-3);
         assert!(far < 0.01 && flips == 0.0, "BatchNorm added: {far} {flips}");

@@ -92,6 +92,31 @@ impl Levels {
         self.desc.len()
     }
 
+    /// The thresholds (`l` per channel), `l`, and the directions.
+    pub(super) fn parts(&self) -> (&[i32], usize, &[bool]) {
+        (&self.t, self.l, &self.desc)
+    }
+
+    /// The same levels (count, directions, `qmin`, output) at thresholds `t`, without
+    /// an affine form.
+    pub(super) fn with_thresholds(&self, t: Vec<i32>) -> Levels {
+        Levels {
+            t16: t.iter().map(|&v| v.clamp(-32768, 32767) as i16).collect(),
+            t,
+            l: self.l,
+            desc: self.desc.clone(),
+            base: self.base,
+            out: self.out,
+            affine: None,
+        }
+    }
+
+    /// The levels' range `(qmin, qmax)`.
+    pub(crate) fn range(&self) -> (i64, i64) {
+        let base = i64::from(self.base);
+        (base - self.l as i64, base)
+    }
+
     fn row(&self, ch: usize) -> (&[i32], bool) {
         (&self.t[ch * self.l..(ch + 1) * self.l], self.desc[ch])
     }

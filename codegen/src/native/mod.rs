@@ -61,14 +61,15 @@
 mod affine;
 mod chunks;
 pub(crate) mod gemv;
+mod grid;
 pub(crate) mod levels;
 pub(crate) mod pool;
 mod source;
 
 use crate::emit::conv::ConvSpec;
-use crate::emit::Elem;
 use crate::error::{CodegenError, Result};
 use chunks::Chunks;
+pub(crate) use grid::EpiAdd;
 use levels::Levels;
 
 /// Output channels per register block.
@@ -120,20 +121,6 @@ pub(crate) struct NativeConv {
     /// Path A on signed activations: the image is offset to unsigned (`x ^ 0x80`) as it
     /// is copied, and `bias` holds `bias − 128·Σw` (`source.rs` says why that is exact).
     flip: bool,
-}
-
-/// A `scaled_add` and `requantize` chained after the fused `requantize` of a native
-/// convolution: per element, `l·k_levels + other·k_other` (`l` the first
-/// `requantize`'s level, `other` of storage `other` laid out as the output), whose
-/// level under `then` is stored. The plan accepted the add only when
-/// `|k_levels|·max|l| + |k_other|·max|other|` fits i32, so the wrapping i32 products
-/// and sum are exact, and equal to what the unfused `scaled_add` computes.
-#[derive(Clone, Debug)]
-pub(crate) struct EpiAdd {
-    pub k_levels: i32,
-    pub k_other: i32,
-    pub other: Elem,
-    pub then: Levels,
 }
 
 /// Whether this CPU can run the native kernel.
@@ -314,33 +301,35 @@ impl NativeConv {
     }
     /// The form's name in [`crate::CompiledGraph::kernel_forms`].
     pub(crate) fn form_name(&self) -> &'static str {
-        // Per path: no epilogue; thresholds; affine; then the chained add's levels.
-        const NAMES: [[&str; 7]; 2] = [
-            [
-                "native-a",
-                "native-a+requantize",
-                "native-a+requantize(affine)",
-                "native-a+requantize+add+requantize",
-                "native-a+requantize+add+requantize(affine)",
-                "native-a+requantize(affine)+add+requantize",
-                "native-a+requantize(affine)+add+requantize(affine)",
-            ],
-            [
-                "native-b",
-                "native-b+requantize",
-                "native-b+requantize(affine)",
-                "native-b+requantize+add+requantize",
-                "native-b+requantize+add+requantize(affine)",
-                "native-b+requantize(affine)+add+requantize",
-                "native-b+requantize(affine)+add+requantize(affine)",
-            ],
-        ];
+        // Per path: no epilogue; thresholds; affine; then, per first epilogue, the
+        // chained add's levels by thresholds, affine, grid, grid with affine.
+        macro_rules! names {
+            ($p:literal) => {
+                [
+                    $p,
+                    concat!($p, "+requantize"),
+                    concat!($p, "+requantize(affine)"),
+                    concat!($p, "+requantize+add+requantize"),
+                    concat!($p, "+requantize+add+requantize(affine)"),
+                    concat!($p, "+requantize+add+requantize(grid)"),
+                    concat!($p, "+requantize+add+requantize(grid,affine)"),
+                    concat!($p, "+requantize(affine)+add+requantize"),
+                    concat!($p, "+requantize(affine)+add+requantize(affine)"),
+                    concat!($p, "+requantize(affine)+add+requantize(grid)"),
+                    concat!($p, "+requantize(affine)+add+requantize(grid,affine)"),
+                ]
+            };
+        }
+        const NAMES: [[&str; 11]; 2] = [names!("native-a"), names!("native-b")];
         let epi = self.epi.as_ref().map(Levels::is_affine);
-        let then = self.add.as_ref().map(|a| a.then.is_affine());
+        let then = self.add.as_ref().map(|a| match &a.grid {
+            None => usize::from(a.then.is_affine()),
+            Some(g) => 2 + usize::from(g.levels.is_affine()),
+        });
         let i = match (epi, then) {
             (None, _) => 0,
             (Some(e), None) => 1 + usize::from(e),
-            (Some(e), Some(t)) => 3 + 2 * usize::from(e) + usize::from(t),
+            (Some(e), Some(t)) => 3 + 4 * usize::from(e) + t,
         };
         NAMES[usize::from(self.path == Path::B)][i]
     }

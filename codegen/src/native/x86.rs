@@ -337,6 +337,11 @@ unsafe fn chain(
             Acc::I32(a) if nc.path == Path::B => level_values::<2>(lv, o, &a[r]),
             Acc::I32(a) => level_values::<4>(lv, o, &a[r]),
         };
+        if let Some(grid) = &add.grid {
+            let u = grid_u(&l, grid, add.other, &other[o * nc.n + n0..], len);
+            store_bytes(levels16(&grid.levels, o, &u), y, (o - c0) * nc.n + n0, len);
+            continue;
+        }
         let sum = add_other(&l, add, other, o * nc.n + n0, len);
         let v = if nc.path == Path::B {
             levels32::<2>(&add.then, o, &sum)
@@ -345,6 +350,44 @@ unsafe fn chain(
         };
         store_bytes(v, y, (o - c0) * nc.n + n0, len);
     }
+}
+
+/// `u = l·a + o·c` of the grid form (`grid.rs`) for the first `len ≤ 32` columns of a
+/// tile's row, as i16 in column order (16 a vector): `l` (8 columns a vector) packed to
+/// i16 (levels fit), `o` the other operand's bytes from the start of `other`. Wrapping
+/// i16 products and sum, exact: `grid.rs` bounds `|l·a|`, `|o·c|`, `|u|` by 32766.
+/// Columns past `len` are computed from zeros and never stored.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn grid_u(
+    l: &[__m256i; 4],
+    grid: &super::grid::Grid,
+    elem: Elem,
+    other: &[u8],
+    len: usize,
+) -> [__m256i; 2] {
+    let pack = |a, b| _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(a, b));
+    let l16 = [pack(l[0], l[1]), pack(l[2], l[3])];
+    let mut bytes = [0u8; 32];
+    let src: &[u8] = if len == 32 {
+        &other[..32]
+    } else {
+        bytes[..len].copy_from_slice(&other[..len]);
+        &bytes
+    };
+    let widen = |at: usize| {
+        let b = _mm_loadu_si128(src[at..at + 16].as_ptr().cast());
+        if elem == Elem::I8 {
+            _mm256_cvtepi8_epi16(b)
+        } else {
+            _mm256_cvtepu8_epi16(b)
+        }
+    };
+    let (a, c) = (_mm256_set1_epi16(grid.a), _mm256_set1_epi16(grid.c));
+    let u = |lv: __m256i, o: __m256i| {
+        _mm256_add_epi16(_mm256_mullo_epi16(lv, a), _mm256_mullo_epi16(o, c))
+    };
+    [u(l16[0], widen(0)), u(l16[1], widen(16))]
 }
 
 /// `l·k_levels + other·k_other` for the first `len ≤ 32` columns of a tile's row
