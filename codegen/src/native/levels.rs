@@ -188,8 +188,7 @@ pub(super) mod avx2 {
     ///
     /// # Safety
     /// AVX2 is available.
-    #[target_feature(enable = "avx2")]
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn levels32<const NV: usize>(
         lv: &Levels,
         ch: usize,
@@ -203,8 +202,7 @@ pub(super) mod avx2 {
     ///
     /// # Safety
     /// AVX2 is available.
-    #[target_feature(enable = "avx2")]
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn level_values<const NV: usize>(
         lv: &Levels,
         ch: usize,
@@ -238,8 +236,7 @@ pub(super) mod avx2 {
     ///
     /// # Safety
     /// AVX2 is available.
-    #[target_feature(enable = "avx2")]
-    #[inline]
+    #[inline(always)]
     unsafe fn pack(lv: &Levels, c: &[__m256i; 4]) -> __m256i {
         let p01 = _mm256_packs_epi32(c[0], c[1]);
         let p23 = _mm256_packs_epi32(c[2], c[3]);
@@ -259,8 +256,7 @@ pub(super) mod avx2 {
     ///
     /// # Safety
     /// AVX2 is available.
-    #[target_feature(enable = "avx2")]
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn levels16(lv: &Levels, ch: usize, v: &[__m256i; 2]) -> __m256i {
         if let Some(a) = &lv.affine {
             return pack(lv, &affine::<4>(a, ch, &widen16(v)));
@@ -279,8 +275,7 @@ pub(super) mod avx2 {
     ///
     /// # Safety
     /// AVX2 is available.
-    #[target_feature(enable = "avx2")]
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn level_values16_as32(
         lv: &Levels,
         ch: usize,
@@ -293,9 +288,8 @@ pub(super) mod avx2 {
     }
 
     /// Two vectors of 16 i16 as four of 8 i32, in column order.
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    fn widen16(v: &[__m256i; 2]) -> [__m256i; 4] {
+    #[inline(always)]
+    unsafe fn widen16(v: &[__m256i; 2]) -> [__m256i; 4] {
         let lo = |x: __m256i| _mm256_cvtepi16_epi32(_mm256_castsi256_si128(x));
         let hi = |x: __m256i| _mm256_cvtepi16_epi32(_mm256_extracti128_si256::<1>(x));
         [lo(v[0]), hi(v[0]), lo(v[1]), hi(v[1])]
@@ -305,9 +299,12 @@ pub(super) mod avx2 {
     /// `off + clamp((v·m + b) >> shift, 0, hi)` (`affine.rs`; the i32 products and sums
     /// do not wrap on accumulators within the bound it was verified for). Vectors past
     /// `NV` hold `off`.
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    fn affine<const NV: usize>(a: &Affine, ch: usize, v: &[__m256i; 4]) -> [__m256i; 4] {
+    ///
+    /// # Safety
+    /// AVX2 is available. (Not a `target_feature` function, so that it can be inlined
+    /// always: its callers are, and the intrinsics inline into them.)
+    #[inline(always)]
+    unsafe fn affine<const NV: usize>(a: &Affine, ch: usize, v: &[__m256i; 4]) -> [__m256i; 4] {
         let m = _mm256_set1_epi32(a.m[ch]);
         let b = _mm256_set1_epi32(a.b[ch]);
         let hi = _mm256_set1_epi32(a.hi[ch]);
@@ -327,8 +324,7 @@ pub(super) mod avx2 {
     ///
     /// # Safety
     /// AVX2 is available.
-    #[target_feature(enable = "avx2")]
-    #[inline]
+    #[inline(always)]
     unsafe fn level_values16(lv: &Levels, ch: usize, v: &[__m256i; 2]) -> [__m256i; 2] {
         let t = &lv.t16[ch * lv.l..(ch + 1) * lv.l];
         let mut c = [_mm256_set1_epi16(lv.base as i16); 2];
@@ -354,8 +350,7 @@ pub(super) mod avx2 {
     ///
     /// # Safety
     /// AVX2 is available.
-    #[target_feature(enable = "avx2")]
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn store_bytes(v: __m256i, y: &mut [u8], at: usize, len: usize) {
         match len {
             32 => _mm256_storeu_si256(y[at..at + 32].as_mut_ptr().cast(), v),

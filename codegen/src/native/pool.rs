@@ -242,31 +242,35 @@ mod avx2 {
         let s = &np.spec;
         let (w, oh, ow) = (s.w, s.oh, s.ow);
         let signed = s.input == Elem::I8;
-        for p in 0..planes {
-            for oy in 0..oh {
-                let r0 = (p * s.h + 2 * oy) * w;
-                for j in (0..ow).step_by(16) {
-                    // Bytes past the row's `2·ow` are loaded but only feed lanes that
-                    // are not stored.
-                    let (a, b) = (load32(x, r0 + 2 * j), load32(x, r0 + w + 2 * j));
-                    let packed = if signed {
-                        let v = _mm256_max_epi8(a, b);
-                        let lo = _mm256_srai_epi16::<8>(_mm256_slli_epi16::<8>(v));
-                        let m = _mm256_max_epi16(lo, _mm256_srai_epi16::<8>(v));
-                        _mm256_packs_epi16(m, m)
-                    } else {
-                        let v = _mm256_max_epu8(a, b);
-                        let lo = _mm256_and_si256(v, _mm256_set1_epi16(0xff));
-                        let m = _mm256_max_epi16(lo, _mm256_srli_epi16::<8>(v));
-                        _mm256_packus_epi16(m, m)
-                    };
-                    let bytes = _mm256_permute4x64_epi64::<0b1000>(packed);
-                    let at = (p * oh + oy) * ow + j;
-                    // A whole 16-byte store where it fits `out`: bytes past this row's
-                    // outputs belong to later outputs, which are stored after it.
-                    let len = if at + 16 <= out.len() { 16 } else { ow - j };
-                    store_bytes(bytes, out, at, len);
-                }
+        let unsigned_mask = _mm256_set1_epi16(0xff);
+        for r in 0..planes * oh {
+            // Output row `oy = r % oh` of plane `p = r / oh` reads input rows `2·oy`
+            // and `2·oy + 1` of the plane (`2·oh ≤ h`).
+            let (p, oy) = (r / oh, r % oh);
+            let (r0, o0) = ((p * s.h + 2 * oy) * w, r * ow);
+            let mut j = 0;
+            while j < ow {
+                // Bytes past the row's `2·ow` are loaded but only feed lanes that are
+                // not stored.
+                let (a, b) = (load32(x, r0 + 2 * j), load32(x, r0 + w + 2 * j));
+                let packed = if signed {
+                    let v = _mm256_max_epi8(a, b);
+                    let lo = _mm256_srai_epi16::<8>(_mm256_slli_epi16::<8>(v));
+                    let m = _mm256_max_epi16(lo, _mm256_srai_epi16::<8>(v));
+                    _mm256_packs_epi16(m, m)
+                } else {
+                    let v = _mm256_max_epu8(a, b);
+                    let lo = _mm256_and_si256(v, unsigned_mask);
+                    let m = _mm256_max_epi16(lo, _mm256_srli_epi16::<8>(v));
+                    _mm256_packus_epi16(m, m)
+                };
+                let bytes = _mm256_permute4x64_epi64::<0b1000>(packed);
+                let at = o0 + j;
+                // A whole 16-byte store where it fits `out`: bytes past this row's
+                // outputs belong to later outputs, which are stored after it.
+                let len = if at + 16 <= out.len() { 16 } else { ow - j };
+                store_bytes(bytes, out, at, len);
+                j += 16;
             }
         }
     }

@@ -256,8 +256,15 @@ pub(super) unsafe fn compute(
             let bias = &nc.bias[(g * nc.blocks + b) * MR..][..MR];
             let rows = (mg - b * MR).min(MR);
             let n0 = t * nc.tile;
+            // A last tile of at most 16 columns (path A): only its first half.
+            let half = nc.n - n0 <= 16;
             if let (true, Some(lv)) = (nc.short, &nc.epi) {
-                let acc = tile_a16(xt, nc.w.as_ptr().add(at), nc.pairs, bias);
+                let wp = nc.w.as_ptr().add(at);
+                let acc = if half {
+                    tile_a16::<1>(xt, wp, nc.pairs, bias)
+                } else {
+                    tile_a16::<2>(xt, wp, nc.pairs, bias)
+                };
                 if let Some(add) = &nc.add {
                     let acc = Acc::I16(&acc[..rows]);
                     let first = g * mg + b * MR;
@@ -272,7 +279,8 @@ pub(super) unsafe fn compute(
                 continue;
             }
             let acc = match nc.path {
-                Path::A => tile_a(xt, nc.w.as_ptr().add(at), nc.pairs, nc.flush, bias),
+                Path::A if half => tile_a::<1>(xt, nc.w.as_ptr().add(at), nc.pairs, nc.flush, bias),
+                Path::A => tile_a::<2>(xt, nc.w.as_ptr().add(at), nc.pairs, nc.flush, bias),
                 Path::B => tile_b(xt, nc.w.as_ptr().add(at), nc.pairs, bias),
             };
             if let (Some(lv), Some(add)) = (&nc.epi, &nc.add) {
@@ -465,10 +473,11 @@ unsafe fn store(a: &[__m256i], y: &mut [u8], row: usize, n0: usize, n: usize) {
 }
 
 /// Path A kept in i16 (`nc.short`: every partial sum, bias included, fits i16):
-/// `MR` channels × 32 columns as two i16×16 halves, never widened.
+/// `MR` channels × 32 columns as two i16×16 halves, never widened; with `H = 1` only
+/// the first half is computed (the second holds the bias: its columns are not stored).
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn tile_a16(
+unsafe fn tile_a16<const H: usize>(
     xt: *const u8,
     wb: *const i32,
     pairs: usize,
@@ -480,21 +489,28 @@ unsafe fn tile_a16(
     }
     for q in 0..pairs {
         let x0 = _mm256_loadu_si256(xt.add(q * TB).cast());
-        let x1 = _mm256_loadu_si256(xt.add(q * TB + 32).cast());
+        let x1 = if H == 2 {
+            _mm256_loadu_si256(xt.add(q * TB + 32).cast())
+        } else {
+            x0
+        };
         let wq = wb.add(q * MR);
         for (r, sr) in s.iter_mut().enumerate() {
             let w = _mm256_set1_epi16(*wq.add(r) as i16);
             sr[0] = _mm256_add_epi16(sr[0], _mm256_maddubs_epi16(x0, w));
-            sr[1] = _mm256_add_epi16(sr[1], _mm256_maddubs_epi16(x1, w));
+            if H == 2 {
+                sr[1] = _mm256_add_epi16(sr[1], _mm256_maddubs_epi16(x1, w));
+            }
         }
     }
     s
 }
 
-/// Path A: `MR` channels × 32 columns; result quarters 0..4 (8 columns each).
+/// Path A: `MR` channels × 32 columns; result quarters 0..4 (8 columns each); with
+/// `H = 1` only quarters 0..2 (the others hold the bias: their columns are not stored).
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn tile_a(
+unsafe fn tile_a<const H: usize>(
     xt: *const u8,
     wb: *const i32,
     pairs: usize,
@@ -511,16 +527,22 @@ unsafe fn tile_a(
         let mut s = [[_mm256_setzero_si256(); 2]; MR];
         for q in q0..end {
             let x0 = _mm256_loadu_si256(xt.add(q * TB).cast());
-            let x1 = _mm256_loadu_si256(xt.add(q * TB + 32).cast());
+            let x1 = if H == 2 {
+                _mm256_loadu_si256(xt.add(q * TB + 32).cast())
+            } else {
+                x0
+            };
             let wq = wb.add(q * MR);
             for (r, sr) in s.iter_mut().enumerate() {
                 let w = _mm256_set1_epi16(*wq.add(r) as i16);
                 sr[0] = _mm256_add_epi16(sr[0], _mm256_maddubs_epi16(x0, w));
-                sr[1] = _mm256_add_epi16(sr[1], _mm256_maddubs_epi16(x1, w));
+                if H == 2 {
+                    sr[1] = _mm256_add_epi16(sr[1], _mm256_maddubs_epi16(x1, w));
+                }
             }
         }
         for (a, sr) in acc.iter_mut().zip(&s) {
-            for h in 0..2 {
+            for h in 0..H {
                 let lo = _mm256_cvtepi16_epi32(_mm256_castsi256_si128(sr[h]));
                 let hi = _mm256_cvtepi16_epi32(_mm256_extracti128_si256::<1>(sr[h]));
                 a[2 * h] = _mm256_add_epi32(a[2 * h], lo);
