@@ -100,6 +100,10 @@ pub(super) unsafe fn pack_direct(
     for (c, ch) in these {
         let d0 = ((c - first_chunk) / 2) * nc.pairs * TB + (c % 2) * 32;
         let dst = &mut panel[d0..d0 + span];
+        // The fast loops below store pair `q < fast ≤ pairs` at `q·TB..q·TB + 32`, inside
+        // `dst` (`span = (pairs − 1)·TB + 32`), through this pointer unchecked.
+        let dp = dst.as_mut_ptr();
+        let (path, signed) = (nc.path, nc.spec.x_signed);
         let taps = chunks.taps.chunks_exact(2).enumerate();
         match *ch {
             Chunk::Run(a) => {
@@ -111,7 +115,7 @@ pub(super) unsafe fn pack_direct(
                         let x0 = _mm_loadl_epi64(p.add(t[0] + a).cast());
                         (x0, _mm_loadl_epi64(p.add(t[1] + a).cast()))
                     };
-                    put(nc, &mut dst[q * TB..q * TB + 32], x0, x1);
+                    put_raw(path, signed, dp.add(q * TB), x0, x1);
                 }
             }
             Chunk::Split { a, b, len } => {
@@ -128,7 +132,7 @@ pub(super) unsafe fn pack_direct(
                         _mm_loadu_si128(v.add(a).cast()),
                         mask,
                     );
-                    put(nc, &mut dst[q * TB..q * TB + 32], x0, x1);
+                    put_raw(path, signed, dp.add(q * TB), x0, x1);
                 }
             }
             _ => {}
@@ -148,13 +152,22 @@ pub(super) unsafe fn pack_direct(
 #[target_feature(enable = "avx2")]
 #[inline]
 unsafe fn put(nc: &NativeConv, d: &mut [u8], a: __m128i, b: __m128i) {
-    let d = d[..32].as_mut_ptr();
-    if nc.path == Path::A {
+    put_raw(nc.path, nc.spec.x_signed, d[..32].as_mut_ptr(), a, b);
+}
+
+/// [`put`] into the 32 bytes at `d` (`signed`: path B's activations are i8).
+///
+/// # Safety
+/// AVX2 is available; `d..d + 32` is writable.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn put_raw(path: Path, signed: bool, d: *mut u8, a: __m128i, b: __m128i) {
+    if path == Path::A {
         _mm_storeu_si128(d.cast(), _mm_unpacklo_epi8(a, b));
         _mm_storeu_si128(d.add(16).cast(), _mm_unpackhi_epi8(a, b));
     } else {
         let i = _mm_unpacklo_epi8(a, b);
-        let y = if nc.spec.x_signed {
+        let y = if signed {
             _mm256_cvtepi8_epi16(i)
         } else {
             _mm256_cvtepu8_epi16(i)
