@@ -78,6 +78,107 @@ impl Affine {
     }
 }
 
+impl Affine {
+    /// The affine form of per-channel levels known only at `points` (each within
+    /// `±reach`): `level(ch, v)`, monotone over the points — non-decreasing, or
+    /// non-increasing where `desc[ch]` — if every channel has one. Found as
+    /// [`Affine::fit`] finds it, with each cut between the largest point below it and
+    /// the smallest at or above it, and **verified at every point** (and for i32
+    /// overflow on `±reach`): the points are all the operand can take (`grid.rs`).
+    pub(crate) fn fit_points(
+        points: &[i64],
+        desc: &[bool],
+        level: impl Fn(usize, i64) -> i64,
+        reach: i64,
+    ) -> Option<Affine> {
+        let mut a = Affine {
+            m: Vec::with_capacity(desc.len()),
+            b: Vec::with_capacity(desc.len()),
+            shift: Vec::with_capacity(desc.len()),
+            hi: Vec::with_capacity(desc.len()),
+            off: Vec::with_capacity(desc.len()),
+        };
+        for (ch, &d) in desc.iter().enumerate() {
+            // In `w` (= v, or −v descending) the level is non-decreasing.
+            let sign = if d { -1 } else { 1 };
+            let mut ws: Vec<i64> = points.iter().map(|&v| sign * v).collect();
+            ws.sort_unstable();
+            ws.dedup();
+            let lev: Vec<i64> = ws.iter().map(|&w| level(ch, sign * w)).collect();
+            let off = *lev.first()?;
+            let top = *lev.last()? - off;
+            if lev.windows(2).any(|p| p[1] < p[0]) {
+                return None;
+            }
+            // Cut k (level k → k + 1): the smallest point at or above it, the largest
+            // below it.
+            let x: Vec<i64> = (0..top)
+                .map(|k| ws[lev.iter().position(|&l| l - off > k).unwrap_or(0)])
+                .collect();
+            let y: Vec<i64> = (0..top)
+                .map(|k| ws[lev.iter().rposition(|&l| l - off <= k).unwrap_or(0)])
+                .collect();
+            let p = fit_cuts(&x, &y, d)?;
+            let p = Params {
+                hi: i32::try_from(top).ok()?,
+                off: i32::try_from(off).ok()?,
+                ..p
+            };
+            let wraps = reach
+                .checked_mul(i64::from(p.m).abs())
+                .is_none_or(|r| r + i64::from(p.b).abs() > i64::from(i32::MAX));
+            if wraps || points.iter().any(|&v| eval(p, v) != level(ch, v)) {
+                return None;
+            }
+            a.m.push(p.m);
+            a.b.push(p.b);
+            a.shift.push(p.shift);
+            a.hi.push(p.hi);
+            a.off.push(p.off);
+        }
+        Some(a)
+    }
+}
+
+/// `m`, `b`, `shift` for cuts `k` with `F(x_k) ≥ k + 1` and `F(y_k) ≤ k` (ascending
+/// `w`; `desc` negates `m`), by bisection over the shift as [`fit_channel`] does; `hi`
+/// and `off` are left 0.
+fn fit_cuts(x: &[i64], y: &[i64], desc: bool) -> Option<Params> {
+    let zero = Params {
+        m: 0,
+        b: 0,
+        shift: 0,
+        hi: 0,
+        off: 0,
+    };
+    if x.is_empty() {
+        return Some(zero);
+    }
+    let feasible = |shift: u32| m_interval(x, y, 1i64 << shift).filter(|(lo, hi)| lo <= hi);
+    feasible(MAX_SHIFT)?;
+    let (mut s_lo, mut s_hi) = (0, MAX_SHIFT);
+    while s_lo < s_hi {
+        let mid = (s_lo + s_hi) / 2;
+        if feasible(mid).is_some() {
+            s_hi = mid;
+        } else {
+            s_lo = mid + 1;
+        }
+    }
+    let (m, _) = feasible(s_lo)?;
+    let (m, one) = (i128::from(m), 1i128 << s_lo);
+    let b = (0..x.len())
+        .map(|k| (k as i128 + 1) * one - i128::from(x[k]) * m)
+        .max()?;
+    let signed_m = if desc { -m } else { m };
+    Some(Params {
+        m: i32::try_from(signed_m).ok()?,
+        b: i32::try_from(b).ok()?,
+        shift: s_lo as i32,
+        ..zero
+    })
+}
+
 /// One channel's parameters.
 #[derive(Clone, Copy, Debug)]
 struct Params {
@@ -153,7 +254,9 @@ fn fit_channel(row: &[i32], desc: bool, qmin: i64, bound: i64) -> Option<Params>
     }
     // Feasibility only grows with the shift ((m, b) at s gives (2m, 2b) at s + 1), so
     // the smallest feasible shift is found by bisection.
-    let feasible = |shift: u32| m_interval(&active, 1i64 << shift).filter(|(lo, hi)| lo <= hi);
+    let below: Vec<i64> = active.iter().map(|&x| x - 1).collect();
+    let feasible =
+        |shift: u32| m_interval(&active, &below, 1i64 << shift).filter(|(lo, hi)| lo <= hi);
     feasible(MAX_SHIFT)?;
     let (mut s_lo, mut s_hi) = (0, MAX_SHIFT);
     while s_lo < s_hi {
@@ -185,16 +288,17 @@ fn fit_channel(row: &[i32], desc: bool, qmin: i64, bound: i64) -> Option<Params>
 }
 
 /// The interval of slopes `m ≥ 1` for which some `b` meets every `F(u_k) ≥ k + 1`
-/// (`b ≥ (k+1)·one − u_k·m`) and `F(u_j − 1) ≤ j` (`b ≤ (j+1)·one − 1 − (u_j − 1)·m`)
-/// at scale `one = 2^s`: every lower bound below every upper bound, i.e. for every pair
-/// `m·(u_j − 1 − u_k) ≤ (j − k)·one − 1`. `None` when a pair with `u_j − 1 = u_k`
-/// contradicts itself.
-fn m_interval(u: &[i64], one: i64) -> Option<(i64, i64)> {
-    // |u| ≤ 2^31 and one ≤ 2^30: every term below fits i64.
+/// (`b ≥ (k+1)·one − u_k·m`) and `F(y_j) ≤ j` (`b ≤ (j+1)·one − 1 − y_j·m`) at scale
+/// `one = 2^s` (`y_j = u_j − 1` for thresholds on every integer; the largest point below
+/// the cut for levels known only at points): every lower bound below every upper
+/// bound, i.e. for every pair `m·(y_j − u_k) ≤ (j − k)·one − 1`. `None` when a pair
+/// with `y_j = u_k` contradicts itself.
+fn m_interval(u: &[i64], y: &[i64], one: i64) -> Option<(i64, i64)> {
+    // |u|, |y| ≤ 2^31 and one ≤ 2^30: every term below fits i64.
     let (mut lo, mut hi) = (1i64, i64::MAX);
-    for (j, &uj) in u.iter().enumerate() {
+    for (j, &yj) in y.iter().enumerate() {
         for (k, &uk) in u.iter().enumerate() {
-            let d = uj - 1 - uk;
+            let d = yj - uk;
             let rhs = (j as i64 - k as i64) * one - 1;
             match d.signum() {
                 // m ≤ floor(rhs / d)
@@ -269,6 +373,29 @@ mod tests {
         assert!(Affine::fit(&row, 15, &[false], 0, 200).is_none());
         // Too few thresholds to pay.
         assert!(Affine::fit(&[1, 5, 9], 3, &[false], 0, 200).is_none());
+    }
+
+    #[test]
+    fn levels_known_at_points_fit_where_monotone() {
+        // Points 0, 7, 14, …: levels 2 + ⌊v/20⌋ ascending, 9 − ⌊v/30⌋ descending.
+        let points: Vec<i64> = (0..40).map(|i| 7 * i).collect();
+        let level = |ch: usize, v: i64| if ch == 0 { 2 + v / 20 } else { 9 - v / 30 };
+        let a = Affine::fit_points(&points, &[false, true], level, 300).expect("a fit");
+        for ch in 0..2 {
+            let p = Params {
+                m: a.m[ch],
+                b: a.b[ch],
+                shift: a.shift[ch],
+                hi: a.hi[ch],
+                off: a.off[ch],
+            };
+            for &v in &points {
+                assert_eq!(eval(p, v), level(ch, v), "channel {ch} at {v}");
+            }
+        }
+        // Not monotone: no affine form.
+        let bumpy = |_: usize, v: i64| i64::from(v == 14);
+        assert!(Affine::fit_points(&points, &[false], bumpy, 300).is_none());
     }
 
     #[test]

@@ -21,6 +21,7 @@
 //! `±32766`. Where no candidate scale separates every threshold, the chain keeps its
 //! i32 compares.
 
+use super::affine::{Affine, MIN_LEVELS};
 use super::levels::Levels;
 use crate::emit::Elem;
 
@@ -120,10 +121,33 @@ impl Grid {
                 .map(|&(l, o)| (l * kl + o * ko, l * a + o * c))
                 .collect();
             if let Some(u) = thresholds(then, &pts) {
+                let levels = then.with_thresholds(u);
+                // The affine form of the cut points where it pays, checked at every
+                // point of the grid (the only `u` the operands give).
+                let us: Vec<i64> = pts.iter().map(|p| p.1).collect();
+                let affine = (levels.parts().1 >= MIN_LEVELS)
+                    .then(|| {
+                        let (t, l, desc) = levels.parts();
+                        let qmin = levels.range().0;
+                        let level = |ch: usize, u: i64| {
+                            let row = &t[ch * l..(ch + 1) * l];
+                            let hits = row.iter().filter(|&&k| {
+                                let k = i64::from(k);
+                                if desc[ch] {
+                                    k >= u
+                                } else {
+                                    k <= u
+                                }
+                            });
+                            qmin + hits.count() as i64
+                        };
+                        Affine::fit_points(&us, desc, level, U_MAX)
+                    })
+                    .flatten();
                 return Some(Grid {
                     a: a16,
                     c: c16,
-                    levels: then.with_thresholds(u).for_bound(U_MAX),
+                    levels: levels.with_affine(affine),
                 });
             }
         }

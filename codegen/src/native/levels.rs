@@ -111,6 +111,12 @@ impl Levels {
         }
     }
 
+    /// These levels computed by `affine` (which must equal them wherever they are used).
+    pub(super) fn with_affine(mut self, affine: Option<Affine>) -> Levels {
+        self.affine = affine;
+        self
+    }
+
     /// The levels' range `(qmin, qmax)`.
     pub(crate) fn range(&self) -> (i64, i64) {
         let base = i64::from(self.base);
