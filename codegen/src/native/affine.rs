@@ -31,6 +31,12 @@
 //! monotone function equal to a constant at both ends of an interval is that constant
 //! on it, so they agree on all of `[−B, B]`. A layer any of whose channels fails keeps
 //! its thresholds.
+//!
+//! **Levels known only at points** ([`Affine::fit_points`], for `grid.rs`): when the
+//! operand can only take the values of a small set, each cut may lie anywhere between
+//! the largest point below it and the smallest at or above it; the same inequalities
+//! with those two points in place of `u_k − 1` and `u_k`, and the result is verified at
+//! every point of the set (exact by exhaustion) and for i32 overflow on its range.
 
 /// Fewest thresholds per channel for which the affine form is used (it costs about as
 /// much as eight thresholds per vector of accumulators).
