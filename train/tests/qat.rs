@@ -118,28 +118,12 @@ impl FineTune for CheckNet {
         let dev = Device::flex();
         let (net, p) = Net::stage(h, &dev).unwrap();
         let params = net.tensors(&p);
-        let shape = self.x.shape.clone();
-        let x = Tensor::<4>::from_data(
-            TensorData::new(
-                self.x.as_f32().unwrap().to_vec(),
-                [shape[0], shape[1], shape[2], shape[3]],
-            ),
-            &dev,
-        );
+        let x = burn_batch(&self.x, &dev);
         let ours = to_vec(net.forward(Some(&params), x).unwrap());
         let ir = fqc_ir::run(h.fake_quant_graph(), std::slice::from_ref(&self.x)).unwrap();
         let ir = ir[0].as_f32().unwrap().to_vec();
         assert_eq!(ours.len(), ir.len());
-        let argmax = |r: &[f32]| {
-            r.iter()
-                .enumerate()
-                .fold(
-                    (0, f32::NEG_INFINITY),
-                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-                )
-                .0
-        };
-        let n = shape[0];
+        let n = self.x.shape[0];
         let c = ours.len() / n;
         let same = (0..n)
             .filter(|&i| argmax(&ours[i * c..(i + 1) * c]) == argmax(&ir[i * c..(i + 1) * c]))
@@ -315,6 +299,17 @@ struct CheckBatchNorm {
     checked: bool,
 }
 
+/// The index of the largest value (the first of equals).
+fn argmax(r: &[f32]) -> usize {
+    r.iter()
+        .enumerate()
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |m, (i, &v)| if v > m.1 { (i, v) } else { m },
+        )
+        .0
+}
+
 fn burn_batch(x: &fqc_ir::Tensor, dev: &Device) -> Tensor<4> {
     let s = &x.shape;
     Tensor::<4>::from_data(
@@ -332,15 +327,6 @@ fn disagreement(a: &[f32], b: &[f32], tol: f32) -> (f64, f64) {
         .zip(b)
         .filter(|(x, y)| (*x - *y).abs() > tol)
         .count();
-    let argmax = |r: &[f32]| {
-        r.iter()
-            .enumerate()
-            .fold(
-                (0, f32::NEG_INFINITY),
-                |m, (i, &v)| if v > m.1 { (i, v) } else { m },
-            )
-            .0
-    };
     let rows = a.len() / 10;
     let flips = (0..rows)
         .filter(|&i| argmax(&a[i * 10..][..10]) != argmax(&b[i * 10..][..10]))

@@ -56,29 +56,37 @@ pub(crate) struct Affine {
 }
 
 impl Affine {
+    fn with_capacity(n: usize) -> Affine {
+        Affine {
+            m: Vec::with_capacity(n),
+            b: Vec::with_capacity(n),
+            shift: Vec::with_capacity(n),
+            hi: Vec::with_capacity(n),
+            off: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, p: Params) {
+        self.m.push(p.m);
+        self.b.push(p.b);
+        self.shift.push(p.shift);
+        self.hi.push(p.hi);
+        self.off.push(p.off);
+    }
+
     /// The affine form of thresholds `t` (`l` per channel, `desc` per channel, levels
     /// from `qmin`) on `[−bound, bound]`, if every channel has one (module docs).
     pub(crate) fn fit(t: &[i32], l: usize, desc: &[bool], qmin: i64, bound: i64) -> Option<Affine> {
         if l < MIN_LEVELS || !(1..=i64::from(i32::MAX)).contains(&bound) {
             return None;
         }
-        let mut a = Affine {
-            m: Vec::with_capacity(desc.len()),
-            b: Vec::with_capacity(desc.len()),
-            shift: Vec::with_capacity(desc.len()),
-            hi: Vec::with_capacity(desc.len()),
-            off: Vec::with_capacity(desc.len()),
-        };
+        let mut a = Affine::with_capacity(desc.len());
         for (row, &d) in t.chunks_exact(l).zip(desc) {
             let p = fit_channel(row, d, qmin, bound)?;
             if !verified(row, d, qmin, bound, p) {
                 return None;
             }
-            a.m.push(p.m);
-            a.b.push(p.b);
-            a.shift.push(p.shift);
-            a.hi.push(p.hi);
-            a.off.push(p.off);
+            a.push(p);
         }
         Some(a)
     }
@@ -97,13 +105,7 @@ impl Affine {
         level: impl Fn(usize, i64) -> i64,
         reach: i64,
     ) -> Option<Affine> {
-        let mut a = Affine {
-            m: Vec::with_capacity(desc.len()),
-            b: Vec::with_capacity(desc.len()),
-            shift: Vec::with_capacity(desc.len()),
-            hi: Vec::with_capacity(desc.len()),
-            off: Vec::with_capacity(desc.len()),
-        };
+        let mut a = Affine::with_capacity(desc.len());
         for (ch, &d) in desc.iter().enumerate() {
             // In `w` (= v, or −v descending) the level is non-decreasing.
             let sign = if d { -1 } else { 1 };
@@ -130,25 +132,19 @@ impl Affine {
                 off: i32::try_from(off).ok()?,
                 ..p
             };
-            let wraps = reach
-                .checked_mul(i64::from(p.m).abs())
-                .is_none_or(|r| r + i64::from(p.b).abs() > i64::from(i32::MAX));
-            if wraps || points.iter().any(|&v| eval(p, v) != level(ch, v)) {
+            if wraps(p, reach) || points.iter().any(|&v| eval(p, v) != level(ch, v)) {
                 return None;
             }
-            a.m.push(p.m);
-            a.b.push(p.b);
-            a.shift.push(p.shift);
-            a.hi.push(p.hi);
-            a.off.push(p.off);
+            a.push(p);
         }
         Some(a)
     }
 }
 
 /// `m`, `b`, `shift` for cuts `k` with `F(x_k) ≥ k + 1` and `F(y_k) ≤ k` (ascending
-/// `w`; `desc` negates `m`), by bisection over the shift as [`fit_channel`] does; `hi`
-/// and `off` are left 0.
+/// `w`; `desc` negates `m`); `hi` and `off` are left 0. Feasibility only grows with the
+/// shift (`(m, b)` at `s` gives `(2m, 2b)` at `s + 1`), so the smallest feasible shift
+/// is found by bisection; its smallest `m` and the smallest `b` are taken.
 fn fit_cuts(x: &[i64], y: &[i64], desc: bool) -> Option<Params> {
     let zero = Params {
         m: 0,
@@ -201,6 +197,13 @@ fn eval(p: Params, v: i64) -> i64 {
     i64::from(p.off) + f.clamp(0, i64::from(p.hi))
 }
 
+/// Whether `v·m + b` can leave i32 for some `|v| ≤ reach`.
+fn wraps(p: Params, reach: i64) -> bool {
+    reach
+        .checked_mul(i64::from(p.m).abs())
+        .is_none_or(|r| r + i64::from(p.b).abs() > i64::from(i32::MAX))
+}
+
 /// The threshold level of `v` (the interpreter's semantics).
 fn reference(row: &[i32], desc: bool, qmin: i64, v: i64) -> i64 {
     let count = row
@@ -219,8 +222,7 @@ fn reference(row: &[i32], desc: bool, qmin: i64, v: i64) -> i64 {
 /// Whether `p` equals the thresholds on `[−bound, bound]` (module docs: no i32 overflow
 /// and agreement at the critical points).
 fn verified(row: &[i32], desc: bool, qmin: i64, bound: i64, p: Params) -> bool {
-    let reach = bound.checked_mul(i64::from(p.m).abs());
-    if reach.is_none_or(|r| r + i64::from(p.b).abs() > i64::from(i32::MAX)) {
+    if wraps(p, bound) {
         return false;
     }
     if !(0..=MAX_SHIFT as i32).contains(&p.shift) || p.hi < 0 {
@@ -249,47 +251,11 @@ fn fit_channel(row: &[i32], desc: bool, qmin: i64, bound: i64) -> Option<Params>
         .collect();
     let off = i32::try_from(qmin + always as i64).ok()?;
     let hi = i32::try_from(active.len()).ok()?;
-    if active.is_empty() {
-        return Some(Params {
-            m: 0,
-            b: 0,
-            shift: 0,
-            hi,
-            off,
-        });
-    }
-    // Feasibility only grows with the shift ((m, b) at s gives (2m, 2b) at s + 1), so
-    // the smallest feasible shift is found by bisection.
     let below: Vec<i64> = active.iter().map(|&x| x - 1).collect();
-    let feasible =
-        |shift: u32| m_interval(&active, &below, 1i64 << shift).filter(|(lo, hi)| lo <= hi);
-    feasible(MAX_SHIFT)?;
-    let (mut s_lo, mut s_hi) = (0, MAX_SHIFT);
-    while s_lo < s_hi {
-        let mid = (s_lo + s_hi) / 2;
-        if feasible(mid).is_some() {
-            s_hi = mid;
-        } else {
-            s_lo = mid + 1;
-        }
-    }
-    let shift = s_lo;
-    let (m, _) = feasible(shift)?;
-    let (m, one) = (i128::from(m), 1i128 << shift);
-    // The smallest `b` meeting every `F(u_k) ≥ k + 1`.
-    let b = (0..active.len())
-        .map(|k| (k as i128 + 1) * one - i128::from(active[k]) * m)
-        .max()?;
-    let signed_m = if desc { -m } else { m };
-    let (Ok(m), Ok(b)) = (i32::try_from(signed_m), i32::try_from(b)) else {
-        return None;
-    };
     Some(Params {
-        m,
-        b,
-        shift: shift as i32,
         hi,
         off,
+        ..fit_cuts(&active, &below, desc)?
     })
 }
 
