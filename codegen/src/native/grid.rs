@@ -129,17 +129,23 @@ impl Grid {
                     .then(|| {
                         let (t, l, desc) = levels.parts();
                         let qmin = levels.range().0;
+                        // Each channel's cut points sorted: a level is a binary search.
+                        let rows: Vec<Vec<i64>> = t
+                            .chunks_exact(l)
+                            .map(|r| {
+                                let mut r: Vec<i64> = r.iter().map(|&k| i64::from(k)).collect();
+                                r.sort_unstable();
+                                r
+                            })
+                            .collect();
                         let level = |ch: usize, u: i64| {
-                            let row = &t[ch * l..(ch + 1) * l];
-                            let hits = row.iter().filter(|&&k| {
-                                let k = i64::from(k);
-                                if desc[ch] {
-                                    k >= u
-                                } else {
-                                    k <= u
-                                }
-                            });
-                            qmin + hits.count() as i64
+                            let r = &rows[ch];
+                            let hits = if desc[ch] {
+                                r.len() - r.partition_point(|&k| k < u)
+                            } else {
+                                r.partition_point(|&k| k <= u)
+                            };
+                            qmin + hits as i64
                         };
                         Affine::fit_points(&us, desc, level, U_MAX)
                     })
@@ -159,24 +165,34 @@ impl Grid {
 /// `T_k` does, or `None` when some threshold cannot be.
 fn thresholds(then: &Levels, pts: &[(i64, i64)]) -> Option<Vec<i32>> {
     let (t, l, desc) = then.parts();
-    let umin = pts.iter().map(|p| p.1).min()?;
-    let umax = pts.iter().map(|p| p.1).max()?;
+    // The points by `s`, with the largest `u` of every prefix and the smallest of every
+    // suffix: a threshold splits the points into a prefix and a suffix.
+    let mut by_s = pts.to_vec();
+    by_s.sort_unstable();
+    let n = by_s.len();
+    let mut pmax = vec![i64::MIN; n + 1];
+    let mut smin = vec![i64::MAX; n + 1];
+    for i in 0..n {
+        pmax[i + 1] = pmax[i].max(by_s[i].1);
+        smin[n - 1 - i] = smin[n - i].min(by_s[n - 1 - i].1);
+    }
+    let (umin, umax) = (smin[0], pmax[n]);
     let mut out = Vec::with_capacity(t.len());
     for (ch, &d) in desc.iter().enumerate() {
         for &tk in &t[ch * l..(ch + 1) * l] {
             let tk = i64::from(tk);
-            // Ascending: the points counted are those with `s ≥ T` and need `u ≥ U`;
-            // descending: `s ≤ T` and `u ≤ U`. In both, `U` is the extreme `u` of the
-            // counted points and every other point must lie strictly beyond it.
-            let counted = |s: i64| if d { s <= tk } else { s >= tk };
-            let inside = pts.iter().filter(|p| counted(p.0)).map(|p| p.1);
-            let outside = pts.iter().filter(|p| !counted(p.0)).map(|p| p.1);
+            // Ascending: the points counted are those with `s ≥ T` (a suffix) and need
+            // `u ≥ U`; descending: `s ≤ T` (a prefix) and `u ≤ U`. In both, `U` is the
+            // extreme `u` of the counted points and every other point must lie
+            // strictly beyond it.
             let u = if d {
-                let u = inside.max().unwrap_or(umin - 1);
-                outside.min().is_none_or(|o| o > u).then_some(u)?
+                let at = by_s.partition_point(|p| p.0 <= tk);
+                let u = if at == 0 { umin - 1 } else { pmax[at] };
+                (at == n || smin[at] > u).then_some(u)?
             } else {
-                let u = inside.min().unwrap_or(umax + 1);
-                outside.max().is_none_or(|o| o < u).then_some(u)?
+                let at = by_s.partition_point(|p| p.0 < tk);
+                let u = if at == n { umax + 1 } else { smin[at] };
+                (at == 0 || pmax[at] < u).then_some(u)?
             };
             out.push(i32::try_from(u).ok()?);
         }
