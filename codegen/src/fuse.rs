@@ -6,7 +6,9 @@
 //! are chained after that convolution's epilogue, so the block's last convolution
 //! stores the block's output; else as a native step of its own when its rows
 //! (`H·W` elements per channel) fill at least one vector. Shorter rows, outputs with
-//! more than [`MAX_LEVELS`](crate::native::levels::MAX_LEVELS) thresholds, and graphs
+//! more than [`MAX_LEVELS`](crate::native::levels::MAX_LEVELS) thresholds (8-bit) that
+//! have no exact affine form — on the operand's bound, or on the few values a
+//! `scaled_add` of two low-bit tensors can give ([`MAX_SUMS`]) — and graphs
 //! compiled with a forced JIT form ([`crate::ConvForm::Dense`]/
 //! [`crate::ConvForm::Ternary`], so that the tests keep checking the JIT'd
 //! `requantize`), stay JIT'd.
@@ -21,7 +23,7 @@
 //! same i32 values the producer would have stored, so the levels are those of the
 //! unfused pair.
 
-use fqc_ir::{NodeData, Op, ValueDef};
+use fqc_ir::{NodeData, Op, TensorData, Value, ValueDef};
 
 use crate::emit::misc::RequantSpec;
 use crate::error::Result;
@@ -33,6 +35,10 @@ use crate::ConvForm;
 /// Shortest row (elements per channel and image) a stand-alone native `requantize`
 /// takes: one vector of 8 accumulators; shorter rows (e.g. after a `qgemm`) are JIT'd.
 const MIN_ROW: usize = 8;
+
+/// Most operand pairs whose sums [`Planner::sums_of_add`] enumerates (two 8-bit
+/// tensors).
+const MAX_SUMS: i64 = 1 << 16;
 
 impl Planner<'_> {
     /// Whether element-wise and pool steps may run natively: AVX2 is there and no JIT
@@ -49,14 +55,17 @@ impl Planner<'_> {
         spec: &RequantSpec,
         a: usize,
     ) -> Result<bool> {
-        let Some(levels) = Levels::new(spec).filter(|_| self.native_steps()) else {
-            return Ok(false);
-        };
         // Every path below feeds the levels values of buffer `a` (a convolution's
         // accumulators, or an add's sums): its bound bounds them.
-        let levels = match self.bound.get(&a) {
-            Some(&bound) => levels.for_bound(bound),
-            None => levels,
+        // A `scaled_add`'s result takes few distinct values: its 8-bit `requantize`
+        // may have an affine form on those and none on the whole bound.
+        let bound = self.bound.get(&a).copied();
+        let levels = Levels::new(spec, bound).or_else(|| {
+            let sums = self.sums_of_add(node.inputs[0])?;
+            Levels::on_points(spec, &sums)
+        });
+        let Some(levels) = levels.filter(|_| self.native_steps()) else {
+            return Ok(false);
         };
         let g = self.g;
         let v = node.inputs[0];
@@ -113,6 +122,37 @@ impl Planner<'_> {
         };
         self.push(node, Kernel::NativeRequant(nr), a, None)?;
         Ok(true)
+    }
+
+    /// Every value `v` can take when it is the result of a `scaled_add` of two low-bit
+    /// tensors: `a·ka + b·kb` over their types' ranges, if there are at most
+    /// [`MAX_SUMS`] pairs.
+    fn sums_of_add(&self, v: Value) -> Option<Vec<i64>> {
+        let g = self.g;
+        let ValueDef::Node(n) = g.value(v).def else {
+            return None;
+        };
+        let add = g.node(n);
+        if !matches!(add.op, Op::ScaledAdd) || add.inputs.len() != 4 {
+            return None;
+        }
+        let (ra, rb) = (
+            g.ty(add.inputs[0]).dtype.quant_range()?,
+            g.ty(add.inputs[1]).dtype.quant_range()?,
+        );
+        let factor = |i: usize| match &g.const_tensor(add.inputs[i])?.data {
+            TensorData::I32(k) if k.len() == 1 => Some(i64::from(k[0])),
+            _ => None,
+        };
+        let (ka, kb) = (factor(2)?, factor(3)?);
+        if (ra.1 - ra.0 + 1) * (rb.1 - rb.0 + 1) > MAX_SUMS {
+            return None;
+        }
+        Some(
+            (ra.0..=ra.1)
+                .flat_map(|x| (rb.0..=rb.1).map(move |y| x * ka + y * kb))
+                .collect(),
+        )
     }
 
     /// When step `i` is a `scaled_add` (this `requantize`'s only operand, checked by

@@ -200,9 +200,9 @@ proptest! {
         (x, wbits, mid, other, out) in (
             (any::<bool>(), 2u8..9),
             prop::option::of(2u8..9),
-            (any::<bool>(), 2u8..6),
             (any::<bool>(), 2u8..9),
-            (any::<bool>(), 2u8..6),
+            (any::<bool>(), 2u8..9),
+            (any::<bool>(), 2u8..9),
         ),
         (ka, kb, swap) in (-3000i32..3000, -3000i32..3000, any::<bool>()),
         // Mostly the chainable shape: the other operand first, no extra outputs.

@@ -1,293 +1,341 @@
 //! The affine form of a threshold `requantize`: per channel, integers `m`, `b`,
-//! `shift`, `hi`, `off` with
+//! `shift`, `lo`, `hi`, `off` with
 //!
 //! ```text
-//! level(v) = off + clamp((v·m + b) >> shift, 0, hi)      (arithmetic shift = floor)
+//! level(v) = off + clamp((v·m + b) >> shift, lo, hi)      (arithmetic shift = floor)
 //! ```
 //!
 //! equal to the thresholds' level (`qmin + #{k : T[k] <= v}`, or `#{k : T[k] >= v}`
 //! descending) for every accumulator `v` in `[−B, B]`, `B` the plan's bound on the
-//! operand. On AVX2 this is six instructions per eight accumulators instead of two per
-//! threshold (`levels.rs`), so it pays for 4-bit outputs (15 thresholds), whose
-//! thresholds come from an affine float map (METHOD.md: `round(M·acc + B)`) and so
-//! usually have an exact integer affine form.
+//! operand. On AVX2 this is six instructions per eight accumulators in i32 (thirteen in
+//! the wide form) instead of two per threshold (`levels.rs`), so it pays from eight
+//! thresholds on: for 4-bit outputs (15 thresholds), and it is what makes 8-bit
+//! outputs (255) native at all. Thresholds made by `integerize` come from an affine
+//! float map (METHOD.md: `round(M·acc + B)`) and so usually have an exact integer
+//! affine form.
 //!
 //! **Finding it.** Descending thresholds count `#{−T[k] <= −v}`, an ascending count at
 //! `w = −v` over the same symmetric range, so both directions fit the ascending case and
 //! a descending channel negates `m`. Thresholds at or below `−B` always count (`off`),
 //! those above `B` never (they lower `hi`); the `L` others, sorted `u_0 ≤ … ≤ u_{L−1}`,
 //! need `F(w) = floor((w·m + b)/2^s)` with `F(u_k) ≥ k+1` and `F(u_k − 1) ≤ k` for every
-//! `k`: linear inequalities in `(m, b)`. Eliminating `b` pairwise gives an interval of
-//! `m` (`m_interval`); the smallest shift with a non-empty interval (by bisection:
-//! feasibility only grows with the shift), its smallest `m` and the smallest `b` are
-//! taken.
+//! `k`: linear inequalities in `(m, b)`, for which `slope.rs` finds the smallest shift,
+//! then the smallest `m` and `b`, by bisection over a concave slack in `O(H·log)` (`H`
+//! hull vertices) rather than by eliminating `b` over all `L²` pairs of cuts, which 255
+//! thresholds made too slow for a JIT.
+//!
+//! **Wide form.** 8-bit outputs need a slope precise to about one part in `L·range`,
+//! and `B·|m|` then leaves i32. The wide form computes `v·m + b` in 64-bit lanes
+//! (`vpmuldq`), with `b` raised by `K·2^s` so that the sum is never negative on
+//! `[−B, B]` (AVX2 has no 64-bit arithmetic shift; the logical one is the floor of a
+//! non-negative value), and the clamp moved to `[K, K + hi]`, the offset to `off − K`:
+//! the same levels. The shifted value must lie in `[0, 2^31)`, so its low dword is it.
 //!
 //! **Why it is exact (checked, not assumed).** Every candidate is verified before use:
-//! `B·|m| + |b|` must fit i32, so the i32 products and sums of the vector code never
-//! wrap and `level` is monotone in `v` (non-decreasing for `m ≥ 0`, non-increasing for
-//! `m < 0`), like the threshold count in the same direction; and the two functions must
-//! agree at `±B` and at `T[k] − 1`, `T[k]`, `T[k] + 1` of every threshold inside the
-//! range. The threshold count is constant between consecutive such points, and a
-//! monotone function equal to a constant at both ends of an interval is that constant
-//! on it, so they agree on all of `[−B, B]`. A layer any of whose channels fails keeps
-//! its thresholds.
+//! in the i32 form `B·|m| + |b|` must fit i32, in the wide form `v·m + b` must lie in
+//! `[0, 2^63)` and its shift below 2^31 at `v = ±B` (both are linear in `v`), so the
+//! vector code never wraps and `level` is monotone in `v` (non-decreasing for `m ≥ 0`,
+//! non-increasing for `m < 0`), like the threshold count in the same direction; and
+//! the two functions must agree at `±B` and at `T[k] − 1` and `T[k]` of every threshold
+//! inside the range. The threshold count is constant between consecutive such points,
+//! and a monotone function equal to a constant at both ends of an interval is that
+//! constant on it, so they agree on all of `[−B, B]`. A layer any of whose channels
+//! fails keeps its thresholds.
 //!
-//! **Levels known only at points** ([`Affine::fit_points`], for `grid.rs`): when the
-//! operand can only take the values of a small set, each cut may lie anywhere between
-//! the largest point below it and the smallest at or above it; the same inequalities
-//! with those two points in place of `u_k − 1` and `u_k`, and the result is verified at
-//! every point of the set (exact by exhaustion) and for i32 overflow on its range.
+//! **Operands known to lie in a set** ([`Affine::fit_on_points`]: the sums of a
+//! `scaled_add` of two 8-bit tensors, the grid of `grid.rs`): each cut may lie anywhere
+//! between the largest point below its threshold and the smallest at or above it; the
+//! same inequalities with those two points in place of `u_k − 1` and `u_k`. The wider
+//! gaps make a coarser slope do: the 255 thresholds of a ResNet's residual sums (range
+//! ~2^31) have no form on every integer, but one on the 65,536 sums the operands give.
+//! Verified like the other, at both points of every cut and the ends of the set.
+
+use super::slope;
 
 /// Fewest thresholds per channel for which the affine form is used (it costs about as
 /// much as eight thresholds per vector of accumulators).
-pub(crate) const MIN_LEVELS: usize = 8;
+const MIN_LEVELS: usize = 8;
 
-/// Largest shift tried.
-const MAX_SHIFT: u32 = 30;
-
-/// Per-channel parameters (module docs).
+/// Per-channel parameters (module docs); `b` fits i32 unless `wide`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Affine {
     pub m: Vec<i32>,
-    pub b: Vec<i32>,
+    pub b: Vec<i64>,
     pub shift: Vec<i32>,
+    pub lo: Vec<i32>,
     pub hi: Vec<i32>,
     pub off: Vec<i32>,
+    /// `v·m + b` and the shift in 64-bit lanes (module docs, "Wide form").
+    pub wide: bool,
 }
 
 impl Affine {
-    fn with_capacity(n: usize) -> Affine {
+    fn new(ps: &[Params], wide: bool) -> Affine {
         Affine {
-            m: Vec::with_capacity(n),
-            b: Vec::with_capacity(n),
-            shift: Vec::with_capacity(n),
-            hi: Vec::with_capacity(n),
-            off: Vec::with_capacity(n),
+            m: ps.iter().map(|p| p.m).collect(),
+            b: ps.iter().map(|p| p.b).collect(),
+            shift: ps.iter().map(|p| p.shift).collect(),
+            lo: ps.iter().map(|p| p.lo).collect(),
+            hi: ps.iter().map(|p| p.hi).collect(),
+            off: ps.iter().map(|p| p.off).collect(),
+            wide,
         }
     }
 
-    fn push(&mut self, p: Params) {
-        self.m.push(p.m);
-        self.b.push(p.b);
-        self.shift.push(p.shift);
-        self.hi.push(p.hi);
-        self.off.push(p.off);
-    }
-
     /// The affine form of thresholds `t` (`l` per channel, `desc` per channel, levels
-    /// from `qmin`) on `[−bound, bound]`, if every channel has one (module docs).
+    /// from `qmin`) on `[−bound, bound]`, if every channel has one (module docs): the
+    /// i32 form where every channel's fits, else the wide one.
     pub(crate) fn fit(t: &[i32], l: usize, desc: &[bool], qmin: i64, bound: i64) -> Option<Affine> {
         if l < MIN_LEVELS || !(1..=i64::from(i32::MAX)).contains(&bound) {
             return None;
         }
-        let mut a = Affine::with_capacity(desc.len());
-        for (row, &d) in t.chunks_exact(l).zip(desc) {
-            let p = fit_channel(row, d, qmin, bound)?;
-            if !verified(row, d, qmin, bound, p) {
-                return None;
-            }
-            a.push(p);
+        let cuts = t.chunks_exact(l).zip(desc).map(|(row, &d)| {
+            // Every integer of the range is a point: a threshold's cut lies between
+            // it and the integer below (thresholds at or below `−bound` always count,
+            // those above `bound` never).
+            let u = Counter::new(row, d, qmin);
+            let active = u.w.iter().copied().filter(|&w| w > -bound && w <= bound);
+            let x: Vec<i64> = active.collect();
+            let y = x.iter().map(|&w| w - 1).collect();
+            u.cuts(x, y, (-bound, bound))
+        });
+        fit_channels(cuts, desc, bound)
+    }
+
+    /// The affine form of thresholds `t` (as [`Affine::fit`]) for an operand that only
+    /// takes the values `points` (e.g. every sum of a `scaled_add` of two 8-bit
+    /// tensors, or a grid of `grid.rs`), if every channel has one: each cut may lie
+    /// anywhere between the largest point below its threshold and the smallest at or
+    /// above it (module docs).
+    pub(crate) fn fit_on_points(
+        t: &[i32],
+        l: usize,
+        desc: &[bool],
+        qmin: i64,
+        points: &[i64],
+    ) -> Option<Affine> {
+        let reach = points.iter().map(|p| p.abs()).max()?;
+        if l < MIN_LEVELS || reach > i64::from(i32::MAX) {
+            return None;
         }
-        Some(a)
+        let mut ascending = points.to_vec();
+        ascending.sort_unstable();
+        ascending.dedup();
+        let negated: Vec<i64> = ascending.iter().rev().map(|&p| -p).collect();
+        let cuts = t.chunks_exact(l).zip(desc).map(|(row, &d)| {
+            let u = Counter::new(row, d, qmin);
+            let ws = if d { &negated } else { &ascending };
+            let (first, last) = (ws[0], ws[ws.len() - 1]);
+            // The thresholds above the first point and at or below the last: both
+            // neighbours of each exist.
+            let active = u.w.iter().copied().filter(|&w| w > first && w <= last);
+            let (x, y) = active
+                .map(|w| {
+                    let i = ws.partition_point(|&p| p < w);
+                    (ws[i], ws[i - 1])
+                })
+                .unzip();
+            u.cuts(x, y, (first, last))
+        });
+        fit_channels(cuts, desc, reach)
     }
 }
 
-impl Affine {
-    /// The affine form of per-channel levels known only at `points` (each within
-    /// `±reach`): `level(ch, v)`, monotone over the points — non-decreasing, or
-    /// non-increasing where `desc[ch]` — if every channel has one. Found as
-    /// [`Affine::fit`] finds it, with each cut between the largest point below it and
-    /// the smallest at or above it, and **verified at every point** (and for i32
-    /// overflow on `±reach`): the points are all the operand can take (`grid.rs`).
-    pub(crate) fn fit_points(
-        points: &[i64],
-        desc: &[bool],
-        level: impl Fn(usize, i64) -> i64,
-        reach: i64,
-    ) -> Option<Affine> {
-        let mut a = Affine::with_capacity(desc.len());
-        for (ch, &d) in desc.iter().enumerate() {
-            // In `w` (= v, or −v descending) the level is non-decreasing.
-            let sign = if d { -1 } else { 1 };
-            let mut ws: Vec<i64> = points.iter().map(|&v| sign * v).collect();
-            ws.sort_unstable();
-            ws.dedup();
-            let lev: Vec<i64> = ws.iter().map(|&w| level(ch, sign * w)).collect();
-            let off = *lev.first()?;
-            let top = *lev.last()? - off;
-            if lev.windows(2).any(|p| p[1] < p[0]) {
-                return None;
-            }
-            // Cut k (level k → k + 1): the smallest point at or above it, the largest
-            // below it.
-            let x: Vec<i64> = (0..top)
-                .map(|k| ws[lev.iter().position(|&l| l - off > k).unwrap_or(0)])
-                .collect();
-            let y: Vec<i64> = (0..top)
-                .map(|k| ws[lev.iter().rposition(|&l| l - off <= k).unwrap_or(0)])
-                .collect();
-            let p = fit_cuts(&x, &y, d)?;
-            let p = Params {
-                hi: i32::try_from(top).ok()?,
-                off: i32::try_from(off).ok()?,
-                ..p
-            };
-            if wraps(p, reach) || points.iter().any(|&v| eval(p, v) != level(ch, v)) {
-                return None;
-            }
-            a.push(p);
-        }
-        Some(a)
+/// One channel's thresholds in `w` (= v, or −v descending), sorted: a threshold counts
+/// at `w` when it is `≤ w`.
+struct Counter {
+    w: Vec<i64>,
+    sign: i64,
+    qmin: i64,
+}
+
+impl Counter {
+    fn new(row: &[i32], desc: bool, qmin: i64) -> Counter {
+        let sign = if desc { -1 } else { 1 };
+        let mut w: Vec<i64> = row.iter().map(|&t| sign * i64::from(t)).collect();
+        w.sort_unstable();
+        Counter { w, sign, qmin }
     }
+
+    /// The level at `w`.
+    fn level(&self, w: i64) -> i64 {
+        self.qmin + self.w.partition_point(|&t| t <= w) as i64
+    }
+
+    /// The channel's cuts `x` (the first point at or above each threshold that the
+    /// operand's values `first..=last` cross) and `y` (the last point below it), and
+    /// where to check a fit: at both points of every cut and at both ends. Between
+    /// consecutive check points the level is constant, so a monotone function equal to
+    /// it at all of them equals it everywhere (module docs).
+    fn cuts(&self, x: Vec<i64>, y: Vec<i64>, (first, last): (i64, i64)) -> Cuts {
+        let checks = x
+            .iter()
+            .chain(&y)
+            .chain([&first, &last])
+            .map(|&w| (self.sign * w, self.level(w)))
+            .collect();
+        Cuts {
+            off: self.level(first),
+            x,
+            y,
+            checks,
+        }
+    }
+}
+
+/// What [`fit_channels`] needs of a channel (see [`Counter::cuts`]).
+struct Cuts {
+    x: Vec<i64>,
+    y: Vec<i64>,
+    off: i64,
+    /// `(v, level)` pairs the fit must reproduce.
+    checks: Vec<(i64, i64)>,
+}
+
+/// Every channel's parameters for `cuts` on operands within `±reach`: in the i32 form
+/// if every channel fits it (no i32 overflow, every check point right), else in the
+/// wide form if every channel does; `None` otherwise.
+fn fit_channels(cuts: impl Iterator<Item = Cuts>, desc: &[bool], reach: i64) -> Option<Affine> {
+    let cuts: Vec<Cuts> = cuts.collect();
+    let ps = cuts
+        .iter()
+        .zip(desc)
+        .map(|(c, &d)| {
+            Some(Params {
+                hi: i32::try_from(c.x.len()).ok()?,
+                off: i32::try_from(c.off).ok()?,
+                ..fit_cuts(&c.x, &c.y, d)?
+            })
+        })
+        .collect::<Option<Vec<Params>>>()?;
+    let right = |c: &Cuts, p: Params| c.checks.iter().all(|&(v, level)| eval(p, v) == level);
+    if cuts
+        .iter()
+        .zip(&ps)
+        .all(|(c, &p)| fits_i32(p, reach) && right(c, p))
+    {
+        return Some(Affine::new(&ps, false));
+    }
+    let wide = ps
+        .iter()
+        .map(|&p| widened(p, reach))
+        .collect::<Option<Vec<Params>>>()?;
+    cuts.iter()
+        .zip(&wide)
+        .all(|(c, &p)| fits_wide(p, reach) && right(c, p))
+        .then(|| Affine::new(&wide, true))
 }
 
 /// `m`, `b`, `shift` for cuts `k` with `F(x_k) ≥ k + 1` and `F(y_k) ≤ k` (ascending
-/// `w`; `desc` negates `m`); `hi` and `off` are left 0. Feasibility only grows with the
-/// shift (`(m, b)` at `s` gives `(2m, 2b)` at `s + 1`), so the smallest feasible shift
-/// is found by bisection; its smallest `m` and the smallest `b` are taken.
+/// `w`; `desc` negates `m`), found by [`slope::smallest`]; `lo`, `hi` and `off` are
+/// left 0.
 fn fit_cuts(x: &[i64], y: &[i64], desc: bool) -> Option<Params> {
     let zero = Params {
         m: 0,
         b: 0,
         shift: 0,
+        lo: 0,
         hi: 0,
         off: 0,
     };
     if x.is_empty() {
         return Some(zero);
     }
-    let feasible = |shift: u32| m_interval(x, y, 1i64 << shift).filter(|(lo, hi)| lo <= hi);
-    feasible(MAX_SHIFT)?;
-    let (mut s_lo, mut s_hi) = (0, MAX_SHIFT);
-    while s_lo < s_hi {
-        let mid = (s_lo + s_hi) / 2;
-        if feasible(mid).is_some() {
-            s_hi = mid;
-        } else {
-            s_lo = mid + 1;
-        }
-    }
-    let (m, _) = feasible(s_lo)?;
-    let (m, one) = (i128::from(m), 1i128 << s_lo);
-    let b = (0..x.len())
-        .map(|k| (k as i128 + 1) * one - i128::from(x[k]) * m)
-        .max()?;
+    let (m, b, shift) = slope::smallest(x, y)?;
     let signed_m = if desc { -m } else { m };
     Some(Params {
         m: i32::try_from(signed_m).ok()?,
-        b: i32::try_from(b).ok()?,
-        shift: s_lo as i32,
+        b: i64::try_from(b).ok()?,
+        shift: shift as i32,
         ..zero
     })
 }
 
-/// One channel's parameters.
+/// One channel's parameters: `level(v) = off + clamp((v·m + b) >> shift, lo, hi)`.
 #[derive(Clone, Copy, Debug)]
 struct Params {
     m: i32,
-    b: i32,
+    b: i64,
     shift: i32,
+    lo: i32,
     hi: i32,
     off: i32,
 }
 
-/// `level(v)` of `p` (module docs), in i64 (exact when the parameters were verified).
+/// `level(v)` of `p` (module docs), exactly (in i128).
 fn eval(p: Params, v: i64) -> i64 {
-    let f = (v * i64::from(p.m) + i64::from(p.b)) >> p.shift;
-    i64::from(p.off) + f.clamp(0, i64::from(p.hi))
+    let f = (i128::from(v) * i128::from(p.m) + i128::from(p.b)) >> p.shift;
+    let f = f.clamp(i128::from(p.lo), i128::from(p.hi));
+    i64::from(p.off) + f as i64
 }
 
-/// Whether `v·m + b` can leave i32 for some `|v| ≤ reach`.
-fn wraps(p: Params, reach: i64) -> bool {
-    reach
-        .checked_mul(i64::from(p.m).abs())
-        .is_none_or(|r| r + i64::from(p.b).abs() > i64::from(i32::MAX))
+/// Whether the i32 form computes `p` exactly for every `|v| ≤ reach`: `v·m + b` never
+/// leaves i32 (and the shift is one `vpsrad` takes).
+fn fits_i32(p: Params, reach: i64) -> bool {
+    let r = i128::from(reach) * i128::from(p.m).abs() + i128::from(p.b).abs();
+    r <= i128::from(i32::MAX) && p.shift < 32 && p.lo == 0
 }
 
-/// The threshold level of `v` (the interpreter's semantics).
-fn reference(row: &[i32], desc: bool, qmin: i64, v: i64) -> i64 {
-    let count = row
-        .iter()
-        .filter(|&&t| {
-            if desc {
-                i64::from(t) >= v
-            } else {
-                i64::from(t) <= v
-            }
+/// Whether the wide form computes `p` exactly for every `|v| ≤ reach`: `v·m + b` lies
+/// in `[0, 2^63)` (so the logical `vpsrlq` is the floor) and the shifted value in
+/// `[0, 2^31)` (so its low dword is it); both are linear in `v`, so the ends decide.
+fn fits_wide(p: Params, reach: i64) -> bool {
+    let at = |v: i64| i128::from(v) * i128::from(p.m) + i128::from(p.b);
+    p.shift < 64
+        && [-reach, reach].into_iter().all(|v| {
+            let s = at(v);
+            (0..=i128::from(i64::MAX)).contains(&s) && (s >> p.shift) <= i128::from(i32::MAX)
         })
-        .count();
-    qmin + count as i64
 }
 
-/// Whether `p` equals the thresholds on `[−bound, bound]` (module docs: no i32 overflow
-/// and agreement at the critical points).
-fn verified(row: &[i32], desc: bool, qmin: i64, bound: i64, p: Params) -> bool {
-    if wraps(p, bound) {
-        return false;
-    }
-    if !(0..=MAX_SHIFT as i32).contains(&p.shift) || p.hi < 0 {
-        return false;
-    }
-    let inside = |v: i64| (-bound..=bound).contains(&v);
-    row.iter()
-        .flat_map(|&t| [-1, 0, 1].map(|d| i64::from(t) + d))
-        .filter(|&v| inside(v))
-        .chain([-bound, bound])
-        .all(|v| eval(p, v) == reference(row, desc, qmin, v))
-}
-
-/// The parameters of one channel, unverified (module docs).
-fn fit_channel(row: &[i32], desc: bool, qmin: i64, bound: i64) -> Option<Params> {
-    // Ascending thresholds in `w` (= v, or −v descending).
-    let mut u: Vec<i64> = row
-        .iter()
-        .map(|&t| if desc { -i64::from(t) } else { i64::from(t) })
-        .collect();
-    u.sort_unstable();
-    let always = u.iter().filter(|&&x| x <= -bound).count();
-    let active: Vec<i64> = u
-        .into_iter()
-        .filter(|&x| x > -bound && x <= bound)
-        .collect();
-    let off = i32::try_from(qmin + always as i64).ok()?;
-    let hi = i32::try_from(active.len()).ok()?;
-    let below: Vec<i64> = active.iter().map(|&x| x - 1).collect();
-    Some(Params {
-        hi,
-        off,
-        ..fit_cuts(&active, &below, desc)?
-    })
-}
-
-/// The interval of slopes `m ≥ 1` for which some `b` meets every `F(u_k) ≥ k + 1`
-/// (`b ≥ (k+1)·one − u_k·m`) and `F(y_j) ≤ j` (`b ≤ (j+1)·one − 1 − y_j·m`) at scale
-/// `one = 2^s` (`y_j = u_j − 1` for thresholds on every integer; the largest point below
-/// the cut for levels known only at points): every lower bound below every upper
-/// bound, i.e. for every pair `m·(y_j − u_k) ≤ (j − k)·one − 1`. `None` when a pair
-/// with `y_j = u_k` contradicts itself.
-fn m_interval(u: &[i64], y: &[i64], one: i64) -> Option<(i64, i64)> {
-    // |u|, |y| ≤ 2^31 and one ≤ 2^30: every term below fits i64.
-    let (mut lo, mut hi) = (1i64, i64::MAX);
-    for (j, &yj) in y.iter().enumerate() {
-        for (k, &uk) in u.iter().enumerate() {
-            let d = yj - uk;
-            let rhs = (j as i64 - k as i64) * one - 1;
-            match d.signum() {
-                // m ≤ floor(rhs / d)
-                1 => hi = hi.min(rhs.div_euclid(d)),
-                // m ≥ ceil(rhs / d) = −floor(rhs / −d)
-                -1 => lo = lo.max(-rhs.div_euclid(-d)),
-                _ if rhs < 0 => return None,
-                _ => {}
-            }
-        }
-    }
-    Some((lo, hi))
+/// `p` in the wide form on `±reach`: `b` raised by `K·2^shift` so that `v·m + b ≥ 0`,
+/// the clamp moved up by `K` and the offset down by `K` (the same levels), if it fits.
+fn widened(p: Params, reach: i64) -> Option<Params> {
+    let one = 1i128 << p.shift;
+    let low = -i128::from(reach) * i128::from(p.m).abs() + i128::from(p.b);
+    let k = if low >= 0 { 0 } else { (-low + one - 1) / one };
+    let k32 = i32::try_from(k).ok()?;
+    let w = Params {
+        b: i64::try_from(i128::from(p.b) + k * one).ok()?,
+        lo: k32,
+        hi: p.hi.checked_add(k32)?,
+        off: p.off.checked_sub(k32)?,
+        ..p
+    };
+    fits_wide(w, reach).then_some(w)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Affine {
+        fn params(&self, ch: usize) -> Params {
+            Params {
+                m: self.m[ch],
+                b: self.b[ch],
+                shift: self.shift[ch],
+                lo: self.lo[ch],
+                hi: self.hi[ch],
+                off: self.off[ch],
+            }
+        }
+    }
+
+    /// The threshold level of `v` (the interpreter's semantics).
+    fn reference(row: &[i32], desc: bool, qmin: i64, v: i64) -> i64 {
+        let count = row
+            .iter()
+            .filter(|&&t| {
+                if desc {
+                    i64::from(t) >= v
+                } else {
+                    i64::from(t) <= v
+                }
+            })
+            .count();
+        qmin + count as i64
+    }
 
     /// Thresholds of `round(M·v + B)` clamped to `0..=l` (ties up), as `integerize`
     /// would make them for an ascending (M > 0) or descending (M < 0) channel.
@@ -308,14 +356,7 @@ mod tests {
         let Some(a) = Affine::fit(row, row.len(), &[desc], 0, bound) else {
             return false;
         };
-        let p = Params {
-            m: a.m[0],
-            b: a.b[0],
-            shift: a.shift[0],
-            hi: a.hi[0],
-            off: a.off[0],
-        };
-        (-bound..=bound).all(|v| eval(p, v) == reference(row, desc, 0, v))
+        (-bound..=bound).all(|v| eval(a.params(0), v) == reference(row, desc, 0, v))
     }
 
     #[test]
@@ -348,26 +389,23 @@ mod tests {
     }
 
     #[test]
-    fn levels_known_at_points_fit_where_monotone() {
-        // Points 0, 7, 14, …: levels 2 + ⌊v/20⌋ ascending, 9 − ⌊v/30⌋ descending.
+    fn thresholds_fit_on_the_points_the_operand_takes() {
+        // Points 0, 7, 14, …, 273: a level every 20 ascending, every 30 descending,
+        // checked at every point.
         let points: Vec<i64> = (0..40).map(|i| 7 * i).collect();
-        let level = |ch: usize, v: i64| if ch == 0 { 2 + v / 20 } else { 9 - v / 30 };
-        let a = Affine::fit_points(&points, &[false, true], level, 300).expect("a fit");
-        for ch in 0..2 {
-            let p = Params {
-                m: a.m[ch],
-                b: a.b[ch],
-                shift: a.shift[ch],
-                hi: a.hi[ch],
-                off: a.off[ch],
-            };
+        let asc: Vec<i32> = (1..=13).map(|k| 20 * k).collect();
+        let desc_t: Vec<i32> = (0..13).map(|k| 30 * k + 29).collect();
+        let t = [asc.clone(), desc_t.clone()].concat();
+        let a = Affine::fit_on_points(&t, 13, &[false, true], 2, &points).expect("a fit");
+        for (ch, (row, desc)) in [(&asc, false), (&desc_t, true)].into_iter().enumerate() {
             for &v in &points {
-                assert_eq!(eval(p, v), level(ch, v), "channel {ch} at {v}");
+                let want = reference(row, desc, 2, v);
+                assert_eq!(eval(a.params(ch), v), want, "channel {ch} at {v}");
             }
         }
-        // Not monotone: no affine form.
-        let bumpy = |_: usize, v: i64| i64::from(v == 14);
-        assert!(Affine::fit_points(&points, &[false], bumpy, 300).is_none());
+        // A level per point up to 49, then none until 266: no line does that.
+        let bumpy = [1, 8, 15, 22, 29, 36, 43, 50, 260];
+        assert!(Affine::fit_on_points(&bumpy, 9, &[false], 0, &points).is_none());
     }
 
     #[test]
@@ -376,5 +414,37 @@ mod tests {
         row[0] = i32::MIN;
         row[14] = i32::MAX;
         assert!(check(&row, false, 100));
+    }
+
+    #[test]
+    fn eight_bit_thresholds_take_the_wide_form_exactly() {
+        // 255 thresholds of `round(M·v + B)` with a small multiplier `M = p/q` and
+        // `B = r/q` (exact rationals: the thresholds are `ceil(((k + ½)·q − r)/p)`,
+        // with no float rounding to make them non-affine), on a large accumulator
+        // range: no i32 form exists, the wide one must equal the count around every
+        // threshold and at the ends of the range, in both directions.
+        let bound = 1 << 24;
+        for (p, q, r) in [
+            (31, 10_000, 127_000),
+            (47, 100_000, -3_020_000),
+            (21, 1000, 100_500),
+        ] {
+            let row: Vec<i32> = (0..255i64)
+                .map(|k| ((2 * k + 1) * q - 2 * r).div_euclid(2 * p) + 1)
+                .map(|t| t as i32)
+                .collect();
+            // The row as computed, and mirrored (`v → −v`) as descending thresholds.
+            let mirrored: Vec<i32> = row.iter().map(|t| -t).collect();
+            for (row, desc) in [(row, false), (mirrored, true)] {
+                let a = Affine::fit(&row, 255, &[desc], 0, bound).expect("an affine form");
+                assert!(a.wide, "{p}/{q}: no i32 form should exist");
+                let f = a.params(0);
+                let (lo, hi) = (*row.iter().min().unwrap(), *row.iter().max().unwrap());
+                let near = (i64::from(lo) - 50..=i64::from(hi) + 50).chain([-bound, bound]);
+                for v in near {
+                    assert_eq!(eval(f, v), reference(&row, desc, 0, v), "{p}/{q} at {v}");
+                }
+            }
+        }
     }
 }

@@ -21,7 +21,7 @@
 //! `±32766`. Where no candidate scale separates every threshold, the chain keeps its
 //! i32 compares.
 
-use super::affine::{Affine, MIN_LEVELS};
+use super::affine::Affine;
 use super::levels::Levels;
 use crate::emit::Elem;
 
@@ -122,34 +122,11 @@ impl Grid {
                 .collect();
             if let Some(u) = thresholds(then, &pts) {
                 let levels = then.with_thresholds(u);
-                // The affine form of the cut points where it pays, checked at every
-                // point of the grid (the only `u` the operands give).
+                // The affine form of the cut points where it pays, on the grid's
+                // points (the only `u` the operands give).
                 let us: Vec<i64> = pts.iter().map(|p| p.1).collect();
-                let affine = (levels.parts().1 >= MIN_LEVELS)
-                    .then(|| {
-                        let (t, l, desc) = levels.parts();
-                        let qmin = levels.range().0;
-                        // Each channel's cut points sorted: a level is a binary search.
-                        let rows: Vec<Vec<i64>> = t
-                            .chunks_exact(l)
-                            .map(|r| {
-                                let mut r: Vec<i64> = r.iter().map(|&k| i64::from(k)).collect();
-                                r.sort_unstable();
-                                r
-                            })
-                            .collect();
-                        let level = |ch: usize, u: i64| {
-                            let r = &rows[ch];
-                            let hits = if desc[ch] {
-                                r.len() - r.partition_point(|&k| k < u)
-                            } else {
-                                r.partition_point(|&k| k <= u)
-                            };
-                            qmin + hits as i64
-                        };
-                        Affine::fit_points(&us, desc, level, U_MAX)
-                    })
-                    .flatten();
+                let (t, l, desc) = levels.parts();
+                let affine = Affine::fit_on_points(t, l, desc, levels.range().0, &us);
                 return Some(Grid {
                     a: a16,
                     c: c16,
@@ -215,7 +192,7 @@ mod tests {
             descending: desc,
             out: Elem::U8,
         };
-        Levels::new(&spec).expect("levels")
+        Levels::new(&spec, None).expect("levels")
     }
 
     /// The level of `then` at `s` and of the grid at `u`, by counting.

@@ -31,9 +31,10 @@ use crate::emit::misc::{AddSpec, RequantSpec};
 use crate::emit::Elem;
 use crate::error::{CodegenError, Result};
 
-/// Most thresholds per channel handled here (`2^4`: up to 4-bit outputs); more go to
-/// the JIT'd 16-ary search of `emit/misc.rs` (a vectorised binary search with
-/// `vpgatherdd` halved the instructions but measured slower on Zen 3).
+/// Most thresholds per channel compared here (`2^4`: up to 4-bit outputs); more (8-bit
+/// outputs) only with an affine form, else they go to the JIT'd 16-ary search of
+/// `emit/misc.rs` (a vectorised binary search with `vpgatherdd` halved the instructions
+/// but measured slower on Zen 3).
 pub(crate) const MAX_LEVELS: usize = 16;
 
 /// The thresholds of a `requantize` (see the module docs).
@@ -55,31 +56,49 @@ pub(crate) struct Levels {
 }
 
 impl Levels {
-    /// `None` when `s` has more than [`MAX_LEVELS`] thresholds (or an i32 output).
-    pub(crate) fn new(s: &RequantSpec) -> Option<Levels> {
-        let ok = s.l <= MAX_LEVELS
+    /// The levels of `s` for operands within `±bound` (the plan's bound, if known): with
+    /// the affine form where every channel has an exact one and there are enough
+    /// thresholds for it to pay (`affine.rs`). `None` for an i32 output, and for more
+    /// than [`MAX_LEVELS`] thresholds without an affine form (their compares would cost
+    /// more than the JIT's search).
+    pub(crate) fn new(s: &RequantSpec, bound: Option<i64>) -> Option<Levels> {
+        Levels::with(s, |t| {
+            bound.and_then(|b| Affine::fit(t, s.l, &s.descending, s.qmin, b))
+        })
+    }
+
+    /// As [`Levels::new`] for an operand that only takes the values `points` (every sum
+    /// of a `scaled_add`'s two low-bit operands): the affine form fitted on those
+    /// (`Affine::fit_on_points`), which 8-bit residual sums need.
+    pub(crate) fn on_points(s: &RequantSpec, points: &[i64]) -> Option<Levels> {
+        Levels::with(s, |t| {
+            Affine::fit_on_points(t, s.l, &s.descending, s.qmin, points)
+        })
+    }
+
+    /// The levels of `s` with the affine form `fit` finds for its thresholds.
+    fn with(s: &RequantSpec, fit: impl FnOnce(&[i32]) -> Option<Affine>) -> Option<Levels> {
+        let ok = s.l <= 256
             && s.out != Elem::I32
             && s.thresholds.len() == s.c * s.l
             && s.descending.len() == s.c;
+        if !ok {
+            return None;
+        }
+        let affine = fit(&s.thresholds);
+        if s.l > MAX_LEVELS && affine.is_none() {
+            return None;
+        }
         let t16 = s.thresholds.iter().map(|&t| t.clamp(-32768, 32767) as i16);
-        ok.then(|| Levels {
+        Some(Levels {
             t16: t16.collect(),
             t: s.thresholds.clone(),
             l: s.l,
             desc: s.descending.clone(),
             base: (s.qmin + s.l as i64) as i32,
             out: s.out,
-            affine: None,
+            affine,
         })
-    }
-
-    /// These levels for operands within `±bound` (the plan's bound): with the affine
-    /// form where every channel has an exact one and there are enough thresholds for
-    /// it to pay (`affine.rs`).
-    pub(crate) fn for_bound(mut self, bound: i64) -> Levels {
-        let qmin = i64::from(self.base) - self.l as i64;
-        self.affine = Affine::fit(&self.t, self.l, &self.desc, qmin, bound);
-        self
     }
 
     /// Whether the levels are computed by the affine form.
@@ -302,9 +321,10 @@ pub(super) mod avx2 {
     }
 
     /// The levels of channel `ch` for the first `NV` vectors of `v` by the affine form
-    /// `off + clamp((v·m + b) >> shift, 0, hi)` (`affine.rs`; the i32 products and sums
-    /// do not wrap on accumulators within the bound it was verified for). Vectors past
-    /// `NV` hold `off`.
+    /// `off + clamp((v·m + b) >> shift, lo, hi)` (`affine.rs`; the products and sums do
+    /// not wrap on accumulators within the bound it was verified for): in i32 lanes, or
+    /// in 64-bit lanes for the wide form, whose sums are non-negative and whose shifted
+    /// values fit i31. Vectors past `NV` hold `off`.
     ///
     /// # Safety
     /// AVX2 is available. (Not a `target_feature` function, so that it can be inlined
@@ -312,16 +332,29 @@ pub(super) mod avx2 {
     #[inline(always)]
     unsafe fn affine<const NV: usize>(a: &Affine, ch: usize, v: &[__m256i; 4]) -> [__m256i; 4] {
         let m = _mm256_set1_epi32(a.m[ch]);
-        let b = _mm256_set1_epi32(a.b[ch]);
+        let lo = _mm256_set1_epi32(a.lo[ch]);
         let hi = _mm256_set1_epi32(a.hi[ch]);
         let off = _mm256_set1_epi32(a.off[ch]);
         let shift = _mm_cvtsi32_si128(a.shift[ch]);
-        let zero = _mm256_setzero_si256();
         let mut c = [off; 4];
-        for (ci, vi) in c.iter_mut().zip(v).take(NV) {
-            let f = _mm256_sra_epi32(_mm256_add_epi32(_mm256_mullo_epi32(*vi, m), b), shift);
-            let f = _mm256_min_epi32(_mm256_max_epi32(f, zero), hi);
-            *ci = _mm256_add_epi32(f, off);
+        if a.wide {
+            let b = _mm256_set1_epi64x(a.b[ch]);
+            // `vpmuldq` multiplies the even dwords; the odd ones are moved down first.
+            let scaled =
+                |x: __m256i| _mm256_srl_epi64(_mm256_add_epi64(_mm256_mul_epi32(x, m), b), shift);
+            for (ci, vi) in c.iter_mut().zip(v).take(NV) {
+                let even = scaled(*vi);
+                let odd = scaled(_mm256_srli_epi64::<32>(*vi));
+                let f = _mm256_blend_epi32::<0b1010_1010>(even, _mm256_slli_epi64::<32>(odd));
+                *ci = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(f, lo), hi), off);
+            }
+        } else {
+            // Fits i32 when not wide (`affine.rs`).
+            let b = _mm256_set1_epi32(a.b[ch] as i32);
+            for (ci, vi) in c.iter_mut().zip(v).take(NV) {
+                let f = _mm256_sra_epi32(_mm256_add_epi32(_mm256_mullo_epi32(*vi, m), b), shift);
+                *ci = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(f, lo), hi), off);
+            }
         }
         c
     }

@@ -64,6 +64,7 @@ pub(crate) mod gemv;
 mod grid;
 pub(crate) mod levels;
 pub(crate) mod pool;
+mod slope;
 mod source;
 
 use crate::emit::conv::ConvSpec;
