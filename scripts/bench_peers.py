@@ -7,11 +7,18 @@
                                              vpmaddubsw+vpmaddwd+vpaddd on ymm)
   bench_peers.py calib MODELS_JSON MODEL N OUT.npy
                                              N seeded standard-normal images of MODEL's input
+  bench_peers.py duel WORK FQC MODELS ROUNDS SECS
+                                             batch 1, 1 thread, fqc's .fqc models and ORT int8
+                                             QDQ alternating in ROUNDS rounds of >= SECS each
+                                             (this VM's speed switches between two modes ~1.5x
+                                             apart over minutes: a sequential run can put two
+                                             engines in different modes) -> WORK/results_duel.jsonl
   bench_peers.py report WORK OUT.md          merge the raw results in WORK into the report
 
 Raw results read by `report` (all in WORK, the harness copy): results_peak.json,
 results_ort.jsonl, results_tract.jsonl, env_ort.json, models.json, results_load_*.txt
-(from the harness's scripts) and results_fqc.jsonl, fqc_env.json (from bench_peers.sh).
+(from the harness's scripts) and results_fqc.jsonl, results_duel.jsonl, fqc_env.json (from
+bench_peers.sh).
 """
 import datetime
 import json
@@ -133,6 +140,58 @@ def fmt_table(hdr, rows):
 PREC_LABEL = {"fp32": "fp32", "int8_qdq": "int8 QDQ (u8s8)", "int8_qop": "int8 QOperator",
               "int8_qlc": "int8 QLinearConv only", "t2a4": "ternary w / 4-bit act", "w8a8": "w8a8"}
 
+def duel(work, fqc, models, rounds, secs):
+    """Alternates ORT int8 QDQ (the harness's session and timing loop) and `fqc bench` (t2a4,
+    w8a8) at batch 1, 1 thread: per round and engine the median of >= 20 runs lasting >= secs
+    after 3 warm-up runs. Writes one JSON line per model and fqc precision."""
+    sys.path.insert(0, work)
+    import numpy as np
+    import ort_bench  # the harness's: same session options and timing loop as the ort stage
+
+    info = load(os.path.join(work, "models.json"), {})
+    rounds, secs = int(rounds), float(secs)
+    out = []
+    for m in models.split(","):
+        x = np.random.default_rng(1).standard_normal([1] + info[m]["input_shape"][1:]).astype(np.float32)
+        sess = ort_bench.make_session(os.path.join(work, f"{m}.int8_qdq.onnx"), 1)
+        fqc_files = {p: os.path.join(work, "fqc", f"{m}.{p}.fqc") for p in ("t2a4", "w8a8")}
+        med = {k: [] for k in ["ort", *fqc_files]}
+        for r in range(rounds):
+            times, _ = ort_bench.time_session(sess, x, 20, secs, 3)
+            med["ort"].append(1e3 * times[len(times) // 2])
+            for p, f in fqc_files.items():
+                res = subprocess.run([fqc, "bench", f, "--runs", "20", "--min-secs", str(secs),
+                                      "--warmup", "3", "--json"], capture_output=True, text=True, check=True)
+                med[p].append(json.loads(res.stdout.strip().splitlines()[-1])["median_ms"])
+            print(f"  duel {m} round {r + 1}/{rounds}: ORT int8 {med['ort'][-1]:.3f} ms, "
+                  + ", ".join(f"fqc {p} {med[p][-1]:.3f} ms" for p in fqc_files), file=sys.stderr)
+        for p in fqc_files:
+            out.append({"model": m, "precision": p, "fqc_ms": med[p], "ort_int8_ms": med["ort"]})
+    with open(os.path.join(work, "results_duel.jsonl"), "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in out)
+
+
+def median(v):
+    v = sorted(v)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
+def duel_section(rows):
+    """The report's table of `duel` results."""
+    o = ["", "## Interleaved, batch 1, 1 thread: fqc vs ORT int8 QDQ in the same minutes", "",
+         "Rounds alternate the engines (ORT int8, fqc t2a4, fqc w8a8; each the median of >= 20 runs "
+         "lasting >= the round length, after warm-up), so both meet the same machine mode. "
+         "Ratio = median over rounds of fqc / ORT in that round.", "",
+         "| model | fqc | rounds | fqc median ms | ORT int8 median ms | ratio (median of rounds) | "
+         "ratio range | rounds with ratio <= 0.5 |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ratios = [f / o_ for f, o_ in zip(r["fqc_ms"], r["ort_int8_ms"])]
+        o.append(f"| {r['model']} | {r['precision']} | {len(ratios)} | {median(r['fqc_ms']):.3f} | "
+                 f"{median(r['ort_int8_ms']):.3f} | **{median(ratios):.2f}** | "
+                 f"{min(ratios):.2f}-{max(ratios):.2f} | {sum(x <= 0.5 for x in ratios)} |")
+    return o
+
 
 def report(work, out_md):
     P = lambda f: os.path.join(work, f)
@@ -216,7 +275,7 @@ def report(work, out_md):
          f"- Run: {fenv.get('mode', '?')}; RUNS={fenv.get('runs', '?')}, MIN_SECS={fenv.get('min_secs', '?')}, "
          f"RUNS_BIG={fenv.get('runs_big', '?')} (resnet18_imagenet at batch 32, every engine)",
          ]
-    loads = [open(P(f"results_load_{st}.txt")).read().strip() for st in ("peak", "ort", "tract", "fqc")
+    loads = [open(P(f"results_load_{st}.txt")).read().strip() for st in ("peak", "ort", "tract", "fqc", "duel")
              if os.path.exists(P(f"results_load_{st}.txt"))]
     if loads:
         o += ["", "Machine load per stage (`other_processes_cpu_s` = CPU time used outside the benchmark "
@@ -251,6 +310,9 @@ def report(work, out_md):
         o.append(f"| {m} | {'x'.join(map(str, i['input_shape']))} | {i['params']:,} | "
                  f"{i['macs_per_image']:,} ({i['conv_macs']:,} + {i['gemm_macs']:,}) |")
     o += ["", "## Latency", ""] + md_table
+    duel_rows = jsonl(P("results_duel.jsonl"))
+    if duel_rows:
+        o += duel_section(duel_rows)
 
     # compile times and sizes
     comp = {}
@@ -313,6 +375,8 @@ if __name__ == "__main__":
         patch_peak(sys.argv[2])
     elif cmd == "calib" and len(sys.argv) == 6:
         calib(*sys.argv[2:])
+    elif cmd == "duel" and len(sys.argv) == 7:
+        duel(*sys.argv[2:])
     elif cmd == "report" and len(sys.argv) == 4:
         report(sys.argv[2], sys.argv[3])
     else:

@@ -13,6 +13,9 @@
 #   tract  tract fp32 and the int8 graphs it loads, batch 1/32, 1 thread
 #   fqc    `fqc compile` (ternary weights + 4-bit activations, and w8a8) then `fqc bench --json`
 #          (JIT), batch 1/32, 1/2 threads
+#   duel   batch 1, 1 thread: ORT int8, fqc t2a4 and fqc w8a8 alternating in DUEL_ROUNDS rounds of
+#          >= DUEL_SECS each (needs the fqc and ort stages' files), so that the engines meet the
+#          same machine mode (batch-1 speed on this VM switches between two modes over minutes)
 # on mnist_cnn, resnet20 (3x32x32) and resnet18_imagenet (3x224x224) from the harness's
 # make_models.py; median of >= RUNS runs lasting >= MIN_SECS after warm-up.
 #
@@ -25,7 +28,8 @@
 # resnet18_imagenet at batch 32, whose runs take seconds each; 30 makes the whole run ~25 min);
 # WAIT_QUIET (1: wait for an idle machine before each stage); QUIET_TIMEOUT (600 s);
 # TRACT_TIMEOUT (400 s per model/precision/batch); TRACT_PRECISIONS (fp32,int8_qdq; add int8_qlc
-# to opt in); STAGES (peak,ort,tract,fqc; the report merges whatever is in $WORK); BENCH_SRC (the
+# to opt in); STAGES (peak,ort,tract,fqc,duel; the report merges whatever is in $WORK); DUEL_ROUNDS
+# (9), DUEL_SECS (1.0); BENCH_SRC (the
 # harness, default ../shared/bench next to the repo, else /work/shared/bench); WORK (scratch,
 # default target/bench-peers); OUT (reports/bench.md); FQC (an fqc binary to use instead of
 # building target/release/fqc).
@@ -37,12 +41,14 @@ MIN_SECS=${MIN_SECS:-1.0}
 RUNS_BIG=${RUNS_BIG:-10}  # resnet18_imagenet at batch 32: each run takes seconds on 2 vCPU
 MODELS=${MODELS:-mnist_cnn,resnet20,resnet18_imagenet}
 TRACT_TIMEOUT=${TRACT_TIMEOUT:-400}
-STAGES=${STAGES:-peak,ort,tract,fqc}
+STAGES=${STAGES:-peak,ort,tract,fqc,duel}
+DUEL_ROUNDS=${DUEL_ROUNDS:-9}
+DUEL_SECS=${DUEL_SECS:-1.0}
 # tract int8_qlc (QOperator, only Conv quantized) runs ~100x slower than int8_qdq on an AVX2-only
 # Zen 3 (resnet20 batch 32: ~12 s per run): opt in with TRACT_PRECISIONS=fp32,int8_qdq,int8_qlc.
 TRACT_PRECISIONS=${TRACT_PRECISIONS:-fp32,int8_qdq}
 MODE=full
-if [[ "${QUICK:-0}" == 1 ]]; then MODELS=${QUICK_MODELS:-mnist_cnn,resnet20}; RUNS=5; RUNS_BIG=2; MIN_SECS=0.2; MODE="QUICK smoke test (not a measurement)"; fi
+if [[ "${QUICK:-0}" == 1 ]]; then MODELS=${QUICK_MODELS:-mnist_cnn,resnet20}; RUNS=5; RUNS_BIG=2; MIN_SECS=0.2; DUEL_ROUNDS=2; DUEL_SECS=0.2; MODE="QUICK smoke test (not a measurement)"; fi
 if [[ -z "${BENCH_SRC:-}" ]]; then
   if [[ -d "$ROOT/../shared/bench" ]]; then BENCH_SRC="$ROOT/../shared/bench"; else BENCH_SRC=/work/shared/bench; fi
 fi
@@ -259,6 +265,12 @@ print(json.dumps(r))" "$m" "$p" "$b" "$t" "$macs" "$rc" "$out" >> "$H/results_fq
     done
   done
   meter_end fqc
+fi
+if has_stage duel; then
+  meter_start
+  step "duel: ORT int8 / fqc t2a4 / fqc w8a8 alternating, batch 1, 1 thread ($DUEL_ROUNDS rounds)"
+  python3 scripts/bench_peers.py duel "$H" "$FQC" "$MODELS" "$DUEL_ROUNDS" "$DUEL_SECS"
+  meter_end duel
 fi
 # Run facts for the report (fqc compile times: this run's, else those of the last fqc stage).
 cs="{"; sep=""; for k in "${!CSECS[@]}"; do cs+="$sep\"$k\":${CSECS[$k]}"; sep=","; done; cs+="}"
