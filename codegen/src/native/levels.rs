@@ -332,12 +332,12 @@ pub(super) mod avx2 {
     #[inline(always)]
     unsafe fn affine<const NV: usize>(a: &Affine, ch: usize, v: &[__m256i; 4]) -> [__m256i; 4] {
         let m = _mm256_set1_epi32(a.m[ch]);
-        let lo = _mm256_set1_epi32(a.lo[ch]);
         let hi = _mm256_set1_epi32(a.hi[ch]);
         let off = _mm256_set1_epi32(a.off[ch]);
         let shift = _mm_cvtsi32_si128(a.shift[ch]);
         let mut c = [off; 4];
         if a.wide {
+            let lo = _mm256_set1_epi32(a.lo[ch]);
             let b = _mm256_set1_epi64x(a.b[ch]);
             // `vpmuldq` multiplies the even dwords; the odd ones are moved down first.
             let scaled =
@@ -349,11 +349,12 @@ pub(super) mod avx2 {
                 *ci = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(f, lo), hi), off);
             }
         } else {
-            // Fits i32 when not wide (`affine.rs`).
+            // `b` fits i32 and `lo` is 0 when not wide (`affine.rs`).
             let b = _mm256_set1_epi32(a.b[ch] as i32);
+            let zero = _mm256_setzero_si256();
             for (ci, vi) in c.iter_mut().zip(v).take(NV) {
                 let f = _mm256_sra_epi32(_mm256_add_epi32(_mm256_mullo_epi32(*vi, m), b), shift);
-                *ci = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(f, lo), hi), off);
+                *ci = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(f, zero), hi), off);
             }
         }
         c
