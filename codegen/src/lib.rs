@@ -29,6 +29,7 @@
 //! Everything else is a [`CodegenError::Unsupported`] naming the node. Results equal
 //! `fqc_ir::interp::run` bit for bit (the tests check it).
 
+#[allow(unsafe_code)]
 mod boundary;
 mod emit;
 mod error;
