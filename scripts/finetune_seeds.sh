@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Seed study for the closest comparisons of reports/finetune.md: the Fashion-MNIST CNN
+# with first and last layers at 8-bit weights (the `fashion_fl8` settings of
+# scripts/finetune_results.sh, unchanged), gradual vs one-shot QAT at w2a2 (and gradual
+# w2a4), repeated with other seeds. The seed drives the shuffling, the augmentation and
+# the validation hold-out; the gaps in question (tenths of a point) are of the size of
+# what one seed changes, so one run cannot decide them.
+#
+#   bash scripts/finetune_seeds.sh [SEED ...]     (default: 1 2)
+#
+# Seed 0 is the run of `scripts/finetune_results.sh fashion_fl8` (target/finetune/
+# fashion_fl8, used when present); seed S goes to target/finetune/fashion_fl8_seedS/.
+# Prints a markdown table of test top-1 (integer-only JIT) per seed, mean and spread.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet -p fqc
+fqc=${CARGO_TARGET_DIR:-target}/release/fqc
+[ -f data/fashion_train.npz ] || python3 scripts/fetch_fashion.py
+[ $# -gt 0 ] || set -- 1 2
+
+common=(--train data/fashion_train.npz --test examples/fashion/fashion_test.npz
+    --patience 0 --crop-pad 2 --hflip --layer /conv1/Conv=w8 --layer /fc2/Gemm=w8)
+dirs=()
+[ -f target/finetune/fashion_fl8/oneshot_w2a2.json ] && dirs+=(target/finetune/fashion_fl8)
+for seed in "$@"; do
+    dir=target/finetune/fashion_fl8_seed$seed
+    dirs+=("$dir")
+    [ -f "$dir/oneshot_w2a2.json" ] && continue
+    mkdir -p "$dir"
+    echo "== seed $seed (started $(date -u +%H:%M:%S))"
+    "$fqc" compile examples/fashion/fashion_cnn.onnx -o "$dir/gradual.fqc" \
+        --schedule w8a8,w4a6,w3a4,w2a4,w2a3,w2a2 --epochs-per-stage 1,1,1,10,1,3 \
+        --lr 5e-4,5e-4,5e-4,3e-3,2e-3 --save-stages "$dir/stages" --seed "$seed" \
+        --summary-json "$dir/gradual.json" "${common[@]}" >"$dir/gradual.log"
+    "$fqc" compile examples/fashion/fashion_cnn.onnx -o "$dir/oneshot_w2a2.fqc" \
+        --weights ternary --act-bits 2 --one-shot --epochs-per-stage 17 --lr 3e-3 \
+        --seed "$seed" --summary-json "$dir/oneshot_w2a2.json" "${common[@]}" \
+        >"$dir/oneshot_w2a2.log"
+done
+
+python3 - "${dirs[@]}" <<'PY'
+import json, os, statistics, sys
+
+fp = json.load(open("target/finetune/fashion_fl8/fp.json"))["top1"] * 100 \
+    if os.path.exists("target/finetune/fashion_fl8/fp.json") else None
+rows = []
+for d in sys.argv[1:]:
+    g = json.load(open(f"{d}/gradual.json"))
+    o = json.load(open(f"{d}/oneshot_w2a2.json"))
+    top = {s["label"]: s["test"]["integer_top1"] * 100 for s in g["stages"]}
+    seed = g["command"][g["command"].index("--seed") + 1] if "--seed" in g["command"] else "0"
+    rows.append((seed, top["wta4"], top["wta2"], o["test"]["integer_top1"] * 100))
+print("| seed | gradual w2a4 | gradual w2a2 | one-shot w2a2 | gradual − one-shot (w2a2) |")
+print("|---:|---:|---:|---:|---:|")
+for s, g4, g2, o2 in rows:
+    print(f"| {s} | {g4:.2f} | {g2:.2f} | {o2:.2f} | {g2 - o2:+.2f} |")
+if len(rows) > 1:
+    cols = list(zip(*rows))[1:]
+    diffs = [g2 - o2 for _, _, g2, o2 in rows]
+    mean = [statistics.mean(c) for c in cols] + [statistics.mean(diffs)]
+    sd = [statistics.stdev(c) for c in cols] + [statistics.stdev(diffs)]
+    print("| mean ± sd | " + " | ".join(f"{m:.2f} ± {s:.2f}" for m, s in zip(mean, sd)) + " |")
+    if fp is not None:
+        print(f"\nFloat model: {fp:.2f} %. Mean gap to it: gradual w2a4 {mean[0] - fp:+.2f}, "
+              f"gradual w2a2 {mean[1] - fp:+.2f}, one-shot w2a2 {mean[2] - fp:+.2f} points.")
+PY
