@@ -9,8 +9,9 @@
 #   bash scripts/finetune_seeds.sh [SEED ...]     (default: 1 2)
 #
 # Seed 0 is the run of `scripts/finetune_results.sh fashion_fl8` (target/finetune/
-# fashion_fl8, used when present); seed S goes to target/finetune/fashion_fl8_seedS/.
-# Prints a markdown table of test top-1 (integer-only JIT) per seed, mean and spread.
+# fashion_fl8, used when present); seed S goes to target/finetune/fashion_fl8_seedS/
+# (a seed whose results are there is not run again). Writes reports/finetune_seeds.md:
+# test top-1 (integer-only JIT) per seed, mean and spread.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet -p fqc
@@ -38,11 +39,19 @@ for seed in "$@"; do
         >"$dir/oneshot_w2a2.log"
 done
 
-python3 - "${dirs[@]}" <<'PY'
+python3 - "${dirs[@]}" <<'PY' | tee reports/finetune_seeds.md
 import json, os, statistics, sys
 
 fp = json.load(open("target/finetune/fashion_fl8/fp.json"))["top1"] * 100 \
     if os.path.exists("target/finetune/fashion_fl8/fp.json") else None
+print("# Seed study: gradual vs one-shot QAT at w2a2, Fashion-MNIST CNN (first/last layer 8-bit)")
+print()
+print("Made by `bash scripts/finetune_seeds.sh` (this file is its output). The settings of")
+print("`scripts/finetune_results.sh fashion_fl8` (gradual `w8a8,w4a6,w3a4,w2a4,w2a3,w2a2`,")
+print("epochs `1,1,1,10,1,3`; one-shot w2a2 at the same 17 epochs), repeated with other seeds")
+print("(shuffling, augmentation and validation hold-out). Test top-1 of the integer-only JIT")
+print("on the 10,000 test images, %; seed 0 is the run in `reports/finetune.md`.")
+print()
 rows = []
 for d in sys.argv[1:]:
     g = json.load(open(f"{d}/gradual.json"))
