@@ -110,18 +110,29 @@ fn hull(p: &[(i128, i128)], drop: impl Fn(i128) -> bool) -> Vec<(i128, i128)> {
 fn bracket(x: &[i64], y: &[i64], s: u32) -> Option<(i128, i128)> {
     let one = 1i128 << s;
     let n = x.len();
-    let (mut lo, mut hi) = (1i128, i128::from(i64::MAX));
+    let mut m = (1i128, i128::from(i64::MAX));
     for (j, k) in [(0, n - 1), (n - 1, 0)] {
-        let d = i128::from(y[j]) - i128::from(x[k]);
-        let rhs = (j as i128 - k as i128) * one - 1;
-        match d.signum() {
-            1 => hi = hi.min(rhs.div_euclid(d)),
-            -1 => lo = lo.max(-rhs.div_euclid(-d)),
-            _ if rhs < 0 => return None,
-            _ => {}
-        }
+        m = narrowed(m, (j, y[j]), (k, x[k]), one)?;
     }
-    (lo <= hi).then_some((lo, hi))
+    (m.0 <= m.1).then_some(m)
+}
+
+/// The slopes of `(lo, hi)` that pair `(j, y_j)`, `(k, x_k)` allows at scale `one`:
+/// `m·(y_j − x_k) ≤ (j − k)·one − 1`; `None` when it allows none whatever `m`.
+fn narrowed(
+    (lo, hi): (i128, i128),
+    (j, yj): (usize, i64),
+    (k, xk): (usize, i64),
+    one: i128,
+) -> Option<(i128, i128)> {
+    let d = i128::from(yj) - i128::from(xk);
+    let rhs = (j as i128 - k as i128) * one - 1;
+    match d.signum() {
+        1 => Some((lo, hi.min(rhs.div_euclid(d)))),
+        -1 => Some((lo.max(-rhs.div_euclid(-d)), hi)),
+        _ if rhs < 0 => None,
+        _ => Some((lo, hi)),
+    }
 }
 
 /// The smallest slope `m ≥ 1` at shift `s` for which some `b` meets every cut, and
@@ -171,20 +182,13 @@ mod tests {
     /// All `L²` pairs of cuts (the elimination of `b`): the interval of slopes `m ≥ 1`
     /// with a feasible `b` at scale `one`, `None` when a pair contradicts itself.
     fn m_interval_by_pairs(x: &[i64], y: &[i64], one: i128) -> Option<(i128, i128)> {
-        let (mut lo, mut hi) = (1i128, i128::from(i64::MAX));
+        let mut m = (1i128, i128::from(i64::MAX));
         for (j, &yj) in y.iter().enumerate() {
             for (k, &xk) in x.iter().enumerate() {
-                let d = i128::from(yj - xk);
-                let rhs = (j as i128 - k as i128) * one - 1;
-                match d.signum() {
-                    1 => hi = hi.min(rhs.div_euclid(d)),
-                    -1 => lo = lo.max(-rhs.div_euclid(-d)),
-                    _ if rhs < 0 => return None,
-                    _ => {}
-                }
+                m = narrowed(m, (j, yj), (k, xk), one)?;
             }
         }
-        Some((lo, hi))
+        Some(m)
     }
 
     #[test]
