@@ -22,8 +22,10 @@ use crate::emit::misc::{PoolKind, PoolSpec};
 use crate::emit::Elem;
 use crate::error::{CodegenError, Result};
 
-// `unsafe` here: only calling and writing the AVX2 function of `mod avx2` (see
-// `native/mod.rs`); its loads and stores go through bounds-checked subslices.
+// `unsafe` here: calling and writing the AVX2 functions of `mod avx2` (see
+// `native/mod.rs`); their loads and stores go through bounds-checked subslices, or
+// through raw pointers right after a check that the whole 32-byte load or 16-byte
+// store lies inside its slice.
 
 /// A pool prepared for the native kernel.
 #[derive(Clone, Debug)]
@@ -239,39 +241,120 @@ mod avx2 {
     /// AVX2 is available.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn halving_max(np: &NativePool, planes: usize, x: &[u8], out: &mut [u8]) {
+        if np.spec.input == Elem::I8 {
+            halving_rows::<true>(np, planes, x, out);
+        } else {
+            halving_rows::<false>(np, planes, x, out);
+        }
+    }
+
+    /// [`halving_max`] for signed (`SIGNED`) or unsigned storage. Small rows (MNIST's
+    /// 14 and 7 outputs) take one step each, so the per-row work is kept to the two
+    /// loads, the arithmetic and the store: row offsets advance by addition, and a row
+    /// whose every 32-byte load and 16-byte store lies inside `x`/`out` (checked once,
+    /// by its last step's offsets, the largest) runs [`row_unchecked`] on raw pointers;
+    /// the others (the last rows of the buffers) [`row_checked`].
+    ///
+    /// # Safety
+    /// AVX2 is available.
+    #[target_feature(enable = "avx2")]
+    unsafe fn halving_rows<const SIGNED: bool>(
+        np: &NativePool,
+        planes: usize,
+        x: &[u8],
+        out: &mut [u8],
+    ) {
         let s = &np.spec;
         let (w, oh, ow) = (s.w, s.oh, s.ow);
-        let signed = s.input == Elem::I8;
-        let unsigned_mask = _mm256_set1_epi16(0xff);
-        for r in 0..planes * oh {
-            // Output row `oy = r % oh` of plane `p = r / oh` reads input rows `2·oy`
-            // and `2·oy + 1` of the plane (`2·oh ≤ h`).
-            let (p, oy) = (r / oh, r % oh);
-            let (r0, o0) = ((p * s.h + 2 * oy) * w, r * ow);
-            let mut j = 0;
-            while j < ow {
-                // Bytes past the row's `2·ow` are loaded but only feed lanes that are
-                // not stored.
-                let (a, b) = (load32(x, r0 + 2 * j), load32(x, r0 + w + 2 * j));
-                let packed = if signed {
-                    let v = _mm256_max_epi8(a, b);
-                    let lo = _mm256_srai_epi16::<8>(_mm256_slli_epi16::<8>(v));
-                    let m = _mm256_max_epi16(lo, _mm256_srai_epi16::<8>(v));
-                    _mm256_packs_epi16(m, m)
+        if ow == 0 {
+            return;
+        }
+        // The offset of a row's last step: loads at `2·last` and `w + 2·last` past
+        // the row's start, the store at `last`.
+        let last = (ow - 1) / 16 * 16;
+        let mut o0 = 0;
+        for p in 0..planes {
+            // Output row `oy` of plane `p` reads input rows `2·oy` and `2·oy + 1` of
+            // the plane (`2·oh ≤ h`); `r0` is the first of them.
+            let mut r0 = p * s.h * w;
+            for _ in 0..oh {
+                if r0 + w + 2 * last + 32 <= x.len() && o0 + last + 16 <= out.len() {
+                    // In bounds: every step's offsets are at most the last step's.
+                    row_unchecked::<SIGNED>(x.as_ptr().add(r0), w, out.as_mut_ptr().add(o0), ow);
                 } else {
-                    let v = _mm256_max_epu8(a, b);
-                    let lo = _mm256_and_si256(v, unsigned_mask);
-                    let m = _mm256_max_epi16(lo, _mm256_srli_epi16::<8>(v));
-                    _mm256_packus_epi16(m, m)
-                };
-                let bytes = _mm256_permute4x64_epi64::<0b1000>(packed);
-                let at = o0 + j;
-                // A whole 16-byte store where it fits `out`: bytes past this row's
-                // outputs belong to later outputs, which are stored after it.
-                let len = if at + 16 <= out.len() { 16 } else { ow - j };
-                store_bytes(bytes, out, at, len);
-                j += 16;
+                    row_checked::<SIGNED>(x, r0, w, out, o0, ow);
+                }
+                r0 += 2 * w;
+                o0 += ow;
             }
+        }
+    }
+
+    /// The max of each 2×2 window of the 32 bytes of `a` and `b` (two input rows),
+    /// packed into the low 16 bytes.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn halve<const SIGNED: bool>(a: __m256i, b: __m256i) -> __m256i {
+        let packed = if SIGNED {
+            let v = _mm256_max_epi8(a, b);
+            let lo = _mm256_srai_epi16::<8>(_mm256_slli_epi16::<8>(v));
+            let m = _mm256_max_epi16(lo, _mm256_srai_epi16::<8>(v));
+            _mm256_packs_epi16(m, m)
+        } else {
+            let v = _mm256_max_epu8(a, b);
+            let lo = _mm256_and_si256(v, _mm256_set1_epi16(0xff));
+            let m = _mm256_max_epi16(lo, _mm256_srli_epi16::<8>(v));
+            _mm256_packus_epi16(m, m)
+        };
+        _mm256_permute4x64_epi64::<0b1000>(packed)
+    }
+
+    /// One output row of `ow` outputs from the input rows at `x` and `x + w`, stored at
+    /// `out`, 16 a step. Bytes past the row's `2·ow` inputs are loaded but only feed
+    /// lanes past its `ow` outputs, whose bytes belong to later outputs and are
+    /// stored after this row.
+    ///
+    /// # Safety
+    /// AVX2 is available; `x + w + 2·last + 32` and `out + last + 16` (`last` the
+    /// largest multiple of 16 below `ow`) are inside the buffers.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn row_unchecked<const SIGNED: bool>(x: *const u8, w: usize, out: *mut u8, ow: usize) {
+        let mut j = 0;
+        while j < ow {
+            let a = _mm256_loadu_si256(x.add(2 * j).cast());
+            let b = _mm256_loadu_si256(x.add(w + 2 * j).cast());
+            let bytes = halve::<SIGNED>(a, b);
+            _mm_storeu_si128(out.add(j).cast(), _mm256_castsi256_si128(bytes));
+            j += 16;
+        }
+    }
+
+    /// [`row_unchecked`] for a row at offsets `r0` (input) and `o0` (output) near the
+    /// buffers' ends: loads zero-filled past `x`, stores cut at the row's end or
+    /// `out`'s.
+    ///
+    /// # Safety
+    /// AVX2 is available.
+    #[target_feature(enable = "avx2")]
+    #[inline(never)]
+    #[cold]
+    unsafe fn row_checked<const SIGNED: bool>(
+        x: &[u8],
+        r0: usize,
+        w: usize,
+        out: &mut [u8],
+        o0: usize,
+        ow: usize,
+    ) {
+        let mut j = 0;
+        while j < ow {
+            let (a, b) = (load32(x, r0 + 2 * j), load32(x, r0 + w + 2 * j));
+            let bytes = halve::<SIGNED>(a, b);
+            let at = o0 + j;
+            let len = if at + 16 <= out.len() { 16 } else { ow - j };
+            store_bytes(bytes, out, at, len);
+            j += 16;
         }
     }
 }
