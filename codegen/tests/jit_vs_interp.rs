@@ -1,7 +1,7 @@
 //! JIT ≡ integer interpreter, bit for bit, on random small graphs: `qconv` (dense and
 //! ternary weights, strides, pads, dilations, groups incl. depthwise, u/i 2..8-bit
 //! inputs) followed by `requantize` (fused into the native convolution or not) and a
-//! pool; `qgemm`; `scaled_add` followed by `requantize` (fused or not) and with the
+//! pool; `qgemm` (and the native GEMV at its i16 pair bound); `scaled_add` followed by `requantize` (fused or not) and with the
 //! global pools; dense convs with several blocks of output channels; the affine
 //! `requantize` epilogue where (and only where) it is exact; and a clear `Unsupported`
 //! error for a float op.
@@ -500,4 +500,36 @@ fn wrong_input_shape_is_an_error() {
     assert!(e.contains("`x`"), "{e}");
     let ok = fqc_ir::Tensor::f32(vec![3, 4], (0..12).map(|v| v as f32 * 1.5).collect()).unwrap();
     check_same(&g, &[ok]);
+}
+
+/// The native GEMV's path A at its pair bound: u8 inputs up to 255 and weights ±64, so
+/// every pair sum may reach `255·128 = 32640` and the i16 sums must be widened after
+/// every vector (two vectors' worth would wrap). Inputs of 255 against all-positive
+/// (and all-negative) rows put every lane at the bound; a third row mixes signs.
+#[test]
+fn gemv_path_a_at_its_pair_bound() {
+    let k = 200;
+    let xdt = int_dtype(false, 8);
+    let mut g = Graph::new("gemv_bound");
+    let a = quantized_input(&mut g, "a", &[k], xdt);
+    let mut rng = Lcg(3);
+    let mut wv: Vec<i64> = vec![64; k];
+    wv.extend(vec![-64; k]);
+    wv.extend((0..k).map(|i| if i % 3 == 0 { -64 } else { 64 }));
+    wv.extend((0..k).map(|_| rng.range(-64, 64)));
+    let w = konst(
+        &mut g,
+        int_dtype(true, 8),
+        &[4, k],
+        store(int_dtype(true, 8), wv),
+    );
+    let acc = node(&mut g, Op::QGemm { trans_b: true }, vec![a, w], "gemm");
+    g.set_outputs(vec![acc]);
+    let forms = fqc_codegen::compile(&g).unwrap().kernel_forms().to_vec();
+    if is_avx2() {
+        assert_eq!(forms, [("gemm".to_string(), "native-gemv-a")], "{forms:?}");
+    }
+    let full = fqc_ir::Tensor::f32(vec![1, k], vec![255.0; k]).expect("shape");
+    check_same(&g, &[full]);
+    check_same(&g, &[random_input(&mut rng, 2, &[k], xdt)]);
 }

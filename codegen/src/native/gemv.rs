@@ -9,7 +9,11 @@
 //!
 //! * **Path A** (u8 inputs and `max|x|·(|w0|+|w1|) ≤ 32767` for every weight pair, as
 //!   in `mod.rs`): 32 inputs by `vpmaddubsw` (pairs exact in i16, no saturation),
-//!   then `vpmaddwd` by ones (pairs of i16 summed exactly in i32).
+//!   added in i16 for up to `flush = ⌊32767 / pair bound⌋` vectors (so a lane, a sum of
+//!   at most `flush` pair sums, stays within ±32767 and the i16 adds never wrap), then
+//!   `vpmaddwd` by ones (pairs of i16 summed exactly in i32) into the accumulator.
+//!   Ternary × u4 gives `flush = 1092` vectors: one widening per output for any
+//!   `K ≤ 34,944`.
 //! * **Path B** (everything else): 16 inputs widened to i16 by `vpmaddwd` with i16
 //!   weights (every product and pair sum fits i32).
 //!
@@ -31,6 +35,8 @@ pub(crate) struct NativeGemv {
     pub spec: ConvSpec,
     /// Path A (u8 × i8 in `vpmaddubsw`) or B (i16 × i16).
     a: bool,
+    /// Path A: vectors of 32 inputs summed in i16 before widening (module docs).
+    flush: usize,
     k: usize,
     /// `K` padded to whole vectors: 32 (A) or 16 (B) inputs.
     kp: usize,
@@ -48,7 +54,9 @@ impl NativeGemv {
         if !vector || s.oh * s.ow != 1 || !available() {
             return None;
         }
-        let a = pair_bound(&s).is_some_and(|p| p <= 32767);
+        let bound = pair_bound(&s).filter(|&p| p <= 32767);
+        let a = bound.is_some();
+        let flush = bound.map_or(0, |p| (32767 / p.max(1)) as usize);
         let k = s.c;
         let kp = k.div_ceil(if a { 32 } else { 16 }).max(1) * if a { 32 } else { 16 };
         let rows = s.m.div_ceil(4) * 4;
@@ -70,6 +78,7 @@ impl NativeGemv {
         Some(NativeGemv {
             spec: s,
             a,
+            flush,
             k,
             kp,
             rows,
@@ -165,35 +174,75 @@ mod avx2 {
     /// AVX2 is available.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn product(nv: &NativeGemv, xs: &[u8], y: &mut [u8]) {
-        let m = nv.spec.m;
         let row = nv.kp * if nv.a { 1 } else { 2 };
-        let ones = _mm256_set1_epi16(1);
         for (o0, block) in (0..nv.rows).step_by(4).zip(nv.w.chunks_exact(4 * row)) {
-            let mut acc = [_mm256_setzero_si256(); 4];
             let (w01, w23) = block.split_at(2 * row);
             let (w0, w1) = w01.split_at(row);
             let (w2, w3) = w23.split_at(row);
-            let cols = xs[..row].chunks_exact(32).zip(w0.chunks_exact(32));
-            let cols = cols.zip(w1.chunks_exact(32)).zip(w2.chunks_exact(32));
-            for ((((x, a), b), c), d) in cols.zip(w3.chunks_exact(32)) {
-                let xv = _mm256_loadu_si256(x.as_ptr().cast());
-                for (acc, w) in acc.iter_mut().zip([a, b, c, d]) {
-                    let wv = _mm256_loadu_si256(w.as_ptr().cast());
-                    let p = if nv.a {
-                        _mm256_madd_epi16(_mm256_maddubs_epi16(xv, wv), ones)
-                    } else {
-                        _mm256_madd_epi16(xv, wv)
-                    };
-                    *acc = _mm256_add_epi32(*acc, p);
-                }
-            }
+            let rows = [w0, w1, w2, w3];
+            let acc = if nv.a {
+                block_a(&xs[..row], rows, nv.flush.max(1))
+            } else {
+                block_b(&xs[..row], rows)
+            };
             for (r, a) in acc.iter().enumerate() {
                 let o = o0 + r;
-                if o < m {
+                if o < nv.spec.m {
                     let v = hsum(*a).wrapping_add(nv.spec.bias[o]);
                     y[o * 4..o * 4 + 4].copy_from_slice(&v.to_le_bytes());
                 }
             }
         }
+    }
+
+    /// Path A: four rows' products with `x` (u8), as i32×8 partial sums: `vpmaddubsw`
+    /// results added in i16 for `flush` vectors at a time, then widened by `vpmaddwd`
+    /// with ones (exact: module docs).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn block_a(x: &[u8], w: [&[u8]; 4], flush: usize) -> [__m256i; 4] {
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_si256(); 4];
+        let xs = x.chunks(32 * flush);
+        let ws = w.map(|r| r.chunks(32 * flush));
+        let [mut w0, mut w1, mut w2, mut w3] = ws;
+        for xc in xs {
+            let rows = [w0.next(), w1.next(), w2.next(), w3.next()];
+            let [Some(a), Some(b), Some(c), Some(d)] = rows else {
+                break;
+            };
+            let mut s = [_mm256_setzero_si256(); 4];
+            let cols = xc.chunks_exact(32).zip(a.chunks_exact(32));
+            let cols = cols.zip(b.chunks_exact(32)).zip(c.chunks_exact(32));
+            for ((((xv, a), b), c), d) in cols.zip(d.chunks_exact(32)) {
+                let xv = _mm256_loadu_si256(xv.as_ptr().cast());
+                for (s, w) in s.iter_mut().zip([a, b, c, d]) {
+                    let wv = _mm256_loadu_si256(w.as_ptr().cast());
+                    *s = _mm256_add_epi16(*s, _mm256_maddubs_epi16(xv, wv));
+                }
+            }
+            for (acc, s) in acc.iter_mut().zip(s) {
+                *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(s, ones));
+            }
+        }
+        acc
+    }
+
+    /// Path B: four rows' products with `x` (i16), as i32×8 partial sums.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn block_b(x: &[u8], w: [&[u8]; 4]) -> [__m256i; 4] {
+        let mut acc = [_mm256_setzero_si256(); 4];
+        let [a, b, c, d] = w;
+        let cols = x.chunks_exact(32).zip(a.chunks_exact(32));
+        let cols = cols.zip(b.chunks_exact(32)).zip(c.chunks_exact(32));
+        for ((((xv, a), b), c), d) in cols.zip(d.chunks_exact(32)) {
+            let xv = _mm256_loadu_si256(xv.as_ptr().cast());
+            for (acc, w) in acc.iter_mut().zip([a, b, c, d]) {
+                let wv = _mm256_loadu_si256(w.as_ptr().cast());
+                *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(xv, wv));
+            }
+        }
+        acc
     }
 }
