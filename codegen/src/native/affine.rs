@@ -24,6 +24,9 @@
 //! hull vertices) rather than by eliminating `b` over all `L²` pairs of cuts, which 255
 //! thresholds made too slow for a JIT.
 //!
+//! In the i32 form the offset is folded into `b` and the clamp (`off + clamp(F, lo, hi)
+//! = clamp((v·m + b + off·2^s) >> s, lo + off, hi + off)`), one add less per vector.
+//!
 //! **Wide form.** 8-bit outputs need a slope precise to about one part in `L·range`,
 //! and `B·|m|` then leaves i32. The wide form computes `v·m + b` in 64-bit lanes
 //! (`vpmuldq`), with `b` raised by `K·2^s` so that the sum is never negative on
@@ -59,12 +62,9 @@ const MIN_LEVELS: usize = 8;
 /// Per-channel parameters (module docs); `b` fits i32 unless `wide`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Affine {
-    pub m: Vec<i32>,
-    pub b: Vec<i64>,
-    pub shift: Vec<i32>,
-    pub lo: Vec<i32>,
-    pub hi: Vec<i32>,
-    pub off: Vec<i32>,
+    /// Per channel (one record, so the epilogue loads a channel's parameters after one
+    /// bounds check).
+    pub ch: Vec<Params>,
     /// `v·m + b` and the shift in 64-bit lanes (module docs, "Wide form").
     pub wide: bool,
 }
@@ -72,12 +72,7 @@ pub(crate) struct Affine {
 impl Affine {
     fn new(ps: &[Params], wide: bool) -> Affine {
         Affine {
-            m: ps.iter().map(|p| p.m).collect(),
-            b: ps.iter().map(|p| p.b).collect(),
-            shift: ps.iter().map(|p| p.shift).collect(),
-            lo: ps.iter().map(|p| p.lo).collect(),
-            hi: ps.iter().map(|p| p.hi).collect(),
-            off: ps.iter().map(|p| p.off).collect(),
+            ch: ps.to_vec(),
             wide,
         }
     }
@@ -209,12 +204,18 @@ fn fit_channels(cuts: impl Iterator<Item = Cuts>, desc: &[bool], reach: i64) -> 
         })
         .collect::<Option<Vec<Params>>>()?;
     let right = |c: &Cuts, p: Params| c.checks.iter().all(|&(v, level)| eval(p, v) == level);
-    if cuts
+    let narrow = ps
         .iter()
-        .zip(&ps)
-        .all(|(c, &p)| fits_i32(p, reach) && right(c, p))
-    {
-        return Some(Affine::new(&ps, false));
+        .map(|&p| folded(p))
+        .collect::<Option<Vec<Params>>>();
+    if let Some(narrow) = narrow {
+        if cuts
+            .iter()
+            .zip(&narrow)
+            .all(|(c, &p)| fits_i32(p, reach) && right(c, p))
+        {
+            return Some(Affine::new(&narrow, false));
+        }
     }
     let wide = ps
         .iter()
@@ -252,28 +253,49 @@ fn fit_cuts(x: &[i64], y: &[i64], desc: bool) -> Option<Params> {
 }
 
 /// One channel's parameters: `level(v) = off + clamp((v·m + b) >> shift, lo, hi)`.
-#[derive(Clone, Copy, Debug)]
-struct Params {
-    m: i32,
-    b: i64,
-    shift: i32,
-    lo: i32,
-    hi: i32,
-    off: i32,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Params {
+    pub m: i32,
+    pub b: i64,
+    pub shift: i32,
+    pub lo: i32,
+    pub hi: i32,
+    pub off: i32,
 }
 
-/// `level(v)` of `p` (module docs), exactly (in i128).
+/// `level(v)` of `p` (module docs), exactly (in i128), clamped as the vector code
+/// does (max with `lo`, then min with `hi`).
 fn eval(p: Params, v: i64) -> i64 {
     let f = (i128::from(v) * i128::from(p.m) + i128::from(p.b)) >> p.shift;
-    let f = f.clamp(i128::from(p.lo), i128::from(p.hi));
+    let f = f.max(i128::from(p.lo)).min(i128::from(p.hi));
     i64::from(p.off) + f as i64
 }
 
 /// Whether the i32 form computes `p` exactly for every `|v| ≤ reach`: `v·m + b` never
-/// leaves i32 (and the shift is one `vpsrad` takes).
+/// leaves i32 (and the shift is one `vpsrad` takes); its offset is folded (`off = 0`,
+/// [`folded`]).
 fn fits_i32(p: Params, reach: i64) -> bool {
     let r = i128::from(reach) * i128::from(p.m).abs() + i128::from(p.b).abs();
-    r <= i128::from(i32::MAX) && p.shift < 32 && p.lo == 0
+    r <= i128::from(i32::MAX) && p.shift < 32 && p.off == 0
+}
+
+/// `p` with its offset folded into `b` and the clamp, for the i32 form: `off +
+/// clamp(F, lo, hi) = clamp(F + off, lo + off, hi + off)` and `F + off = (v·m + b +
+/// off·2^shift) >> shift` (the floor of a value raised by a multiple of `2^shift`), so
+/// the levels are the same and the epilogue saves an add per vector. `None` when a
+/// parameter leaves i32 or the shift is not one `vpsrad` takes.
+fn folded(p: Params) -> Option<Params> {
+    if !(0..32).contains(&p.shift) {
+        return None;
+    }
+    let b = i128::from(p.b) + (i128::from(p.off) << p.shift);
+    Some(Params {
+        b: i64::from(i32::try_from(b).ok()?),
+        lo: p.lo.checked_add(p.off)?,
+        hi: p.hi.checked_add(p.off)?,
+        off: 0,
+        ..p
+    })
 }
 
 /// Whether the wide form computes `p` exactly for every `|v| ≤ reach`: `v·m + b` lies
@@ -311,14 +333,7 @@ mod tests {
 
     impl Affine {
         fn params(&self, ch: usize) -> Params {
-            Params {
-                m: self.m[ch],
-                b: self.b[ch],
-                shift: self.shift[ch],
-                lo: self.lo[ch],
-                hi: self.hi[ch],
-                off: self.off[ch],
-            }
+            self.ch[ch]
         }
     }
 

@@ -26,7 +26,7 @@
 //! bounds-checked subslice of at least the bytes the intrinsic touches (partial groups
 //! are staged through a local array).
 
-use super::affine::Affine;
+use super::affine::{Affine, Params};
 use crate::emit::misc::{AddSpec, RequantSpec};
 use crate::emit::Elem;
 use crate::error::{CodegenError, Result};
@@ -136,6 +136,13 @@ impl Levels {
         self
     }
 
+    /// Per channel, the parameters of the affine form when it is the i32 one (offset
+    /// folded: `level = clamp((v·m + b) >> shift, lo, hi)`), for epilogues that pick
+    /// the form once per layer rather than once per channel.
+    pub(crate) fn narrow(&self) -> Option<&[Params]> {
+        self.affine.as_ref().filter(|a| !a.wide).map(|a| &a.ch[..])
+    }
+
     /// The levels' range `(qmin, qmax)`.
     pub(crate) fn range(&self) -> (i64, i64) {
         let base = i64::from(self.base);
@@ -204,7 +211,7 @@ pub(crate) fn run(
 pub(super) mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{sum_row, widen, Affine, Levels, NativeRequant};
+    use super::{sum_row, widen, Affine, Levels, NativeRequant, Params};
     use crate::emit::Elem;
 
     /// The levels of channel `ch` for the first `NV ≤ 4` vectors of `v` (8
@@ -263,9 +270,18 @@ pub(super) mod avx2 {
     /// AVX2 is available.
     #[inline(always)]
     unsafe fn pack(lv: &Levels, c: &[__m256i; 4]) -> __m256i {
+        pack_as(lv.out == Elem::U8, c)
+    }
+
+    /// [`pack`] to unsigned (`u8_out`) or signed bytes.
+    ///
+    /// # Safety
+    /// AVX2 is available.
+    #[inline(always)]
+    unsafe fn pack_as(u8_out: bool, c: &[__m256i; 4]) -> __m256i {
         let p01 = _mm256_packs_epi32(c[0], c[1]);
         let p23 = _mm256_packs_epi32(c[2], c[3]);
-        let bytes = if lv.out == Elem::U8 {
+        let bytes = if u8_out {
             _mm256_packus_epi16(p01, p23)
         } else {
             _mm256_packs_epi16(p01, p23)
@@ -312,9 +328,32 @@ pub(super) mod avx2 {
         widen16(&level_values16(lv, ch, v))
     }
 
+    /// The levels of one channel's 32 accumulators `v` (four vectors of 8 i32) by the
+    /// i32 affine form `p` ([`Levels::narrow`]: offset folded, so a multiply, add,
+    /// shift and clamp a vector), packed to bytes (`u8_out`: unsigned) in column order.
+    ///
+    /// # Safety
+    /// AVX2 is available; `p` is a channel of [`Levels::narrow`] and `v` within the bound
+    /// it was verified for.
+    #[inline(always)]
+    pub(crate) unsafe fn narrow_bytes(p: &Params, u8_out: bool, v: &[__m256i; 4]) -> __m256i {
+        let m = _mm256_set1_epi32(p.m);
+        let b = _mm256_set1_epi32(p.b as i32);
+        let (lo, hi) = (_mm256_set1_epi32(p.lo), _mm256_set1_epi32(p.hi));
+        let shift = _mm_cvtsi32_si128(p.shift);
+        let level = |x: __m256i| {
+            let f = _mm256_sra_epi32(_mm256_add_epi32(_mm256_mullo_epi32(x, m), b), shift);
+            _mm256_min_epi32(_mm256_max_epi32(f, lo), hi)
+        };
+        pack_as(
+            u8_out,
+            &[level(v[0]), level(v[1]), level(v[2]), level(v[3])],
+        )
+    }
+
     /// Two vectors of 16 i16 as four of 8 i32, in column order.
     #[inline(always)]
-    unsafe fn widen16(v: &[__m256i; 2]) -> [__m256i; 4] {
+    pub(crate) unsafe fn widen16(v: &[__m256i; 2]) -> [__m256i; 4] {
         let lo = |x: __m256i| _mm256_cvtepi16_epi32(_mm256_castsi256_si128(x));
         let hi = |x: __m256i| _mm256_cvtepi16_epi32(_mm256_extracti128_si256::<1>(x));
         [lo(v[0]), hi(v[0]), lo(v[1]), hi(v[1])]
@@ -324,40 +363,44 @@ pub(super) mod avx2 {
     /// `off + clamp((v·m + b) >> shift, lo, hi)` (`affine.rs`; the products and sums do
     /// not wrap on accumulators within the bound it was verified for): in i32 lanes, or
     /// in 64-bit lanes for the wide form, whose sums are non-negative and whose shifted
-    /// values fit i31. Vectors past `NV` hold `off`.
+    /// values fit i31. Vectors past `NV` hold a level of the channel (they are never
+    /// stored).
     ///
     /// # Safety
     /// AVX2 is available. (Not a `target_feature` function, so that it can be inlined
     /// always: its callers are, and the intrinsics inline into them.)
     #[inline(always)]
     unsafe fn affine<const NV: usize>(a: &Affine, ch: usize, v: &[__m256i; 4]) -> [__m256i; 4] {
-        let m = _mm256_set1_epi32(a.m[ch]);
-        let hi = _mm256_set1_epi32(a.hi[ch]);
-        let off = _mm256_set1_epi32(a.off[ch]);
-        let shift = _mm_cvtsi32_si128(a.shift[ch]);
-        let mut c = [off; 4];
+        let p = a.ch[ch];
+        let m = _mm256_set1_epi32(p.m);
+        let lo = _mm256_set1_epi32(p.lo);
+        let hi = _mm256_set1_epi32(p.hi);
+        let shift = _mm_cvtsi32_si128(p.shift);
         if a.wide {
-            let lo = _mm256_set1_epi32(a.lo[ch]);
-            let b = _mm256_set1_epi64x(a.b[ch]);
+            let off = _mm256_set1_epi32(p.off);
+            let b = _mm256_set1_epi64x(p.b);
             // `vpmuldq` multiplies the even dwords; the odd ones are moved down first.
             let scaled =
                 |x: __m256i| _mm256_srl_epi64(_mm256_add_epi64(_mm256_mul_epi32(x, m), b), shift);
+            let mut c = [off; 4];
             for (ci, vi) in c.iter_mut().zip(v).take(NV) {
                 let even = scaled(*vi);
                 let odd = scaled(_mm256_srli_epi64::<32>(*vi));
                 let f = _mm256_blend_epi32::<0b1010_1010>(even, _mm256_slli_epi64::<32>(odd));
                 *ci = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(f, lo), hi), off);
             }
+            c
         } else {
-            // `b` fits i32 and `lo` is 0 when not wide (`affine.rs`).
-            let b = _mm256_set1_epi32(a.b[ch] as i32);
-            let zero = _mm256_setzero_si256();
+            // `b` fits i32 and the offset is folded into `b`, `lo` and `hi` when not
+            // wide (`affine.rs`).
+            let b = _mm256_set1_epi32(p.b as i32);
+            let mut c = [lo; 4];
             for (ci, vi) in c.iter_mut().zip(v).take(NV) {
                 let f = _mm256_sra_epi32(_mm256_add_epi32(_mm256_mullo_epi32(*vi, m), b), shift);
-                *ci = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(f, zero), hi), off);
+                *ci = _mm256_min_epi32(_mm256_max_epi32(f, lo), hi);
             }
+            c
         }
-        c
     }
 
     /// The level values (i16) of [`levels16`], before packing.

@@ -4,7 +4,9 @@
 use std::arch::x86_64::*;
 
 use super::chunks::Chunk;
-use super::levels::avx2::{level_values, level_values16_as32, levels16, levels32, store_bytes};
+use super::levels::avx2::{
+    level_values, level_values16_as32, levels16, levels32, narrow_bytes, store_bytes, widen16,
+};
 use super::levels::Levels;
 use super::{EpiAdd, NativeConv, Path, MR, TB};
 use crate::emit::Elem;
@@ -260,6 +262,9 @@ pub(super) unsafe fn compute(
     blocks: (usize, usize),
 ) {
     let mg = nc.spec.mg();
+    // The epilogue's form, picked once: the i32 affine form's per-channel parameters.
+    let narrow = nc.epi.as_ref().and_then(|lv| lv.narrow());
+    let u8_out = nc.epi.as_ref().is_some_and(|lv| lv.out == Elem::U8);
     for t in tiles.0..tiles.1 {
         // One tile (`tiles` = `(t, t + 1)`) is held at the panel's start.
         let slot = if tiles.1 - tiles.0 == 1 { 0 } else { t };
@@ -286,7 +291,10 @@ pub(super) unsafe fn compute(
                 }
                 for (r, a) in acc.iter().enumerate().take(rows) {
                     let o = g * mg + b * MR + r;
-                    let v = levels16(lv, o, a);
+                    let v = match narrow {
+                        Some(ps) => narrow_bytes(&ps[o], u8_out, &widen16(a)),
+                        None => levels16(lv, o, a),
+                    };
                     store_bytes(v, y, (o - c0) * nc.n + n0, (nc.n - n0).min(nc.tile));
                 }
                 continue;
@@ -313,9 +321,10 @@ pub(super) unsafe fn compute(
                 match &nc.epi {
                     None => store(&a[..nc.tile / 8], y, (o - c0) * nc.n, n0, nc.n),
                     Some(lv) => {
-                        let v = match nc.path {
-                            Path::A => levels32::<4>(lv, o, a),
-                            Path::B => levels32::<2>(lv, o, a),
+                        let v = match (nc.path, narrow) {
+                            (Path::A, Some(ps)) => narrow_bytes(&ps[o], u8_out, a),
+                            (Path::A, None) => levels32::<4>(lv, o, a),
+                            (Path::B, _) => levels32::<2>(lv, o, a),
                         };
                         store_bytes(v, y, (o - c0) * nc.n + n0, (nc.n - n0).min(nc.tile));
                     }
