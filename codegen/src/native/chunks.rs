@@ -37,6 +37,11 @@ pub(crate) struct Chunks {
     /// Per tap `t < 2·pairs` of group 0, its row base in the image (`usize::MAX` for
     /// the missing odd tap of the last pair); group `g` adds `g·Cg·Hs·Ws`.
     pub taps: Vec<usize>,
+    /// Per group, [`Chunks::fast_pairs`] for an image of the planned length
+    /// (`src_len`), counted once when the layer is planned instead of every tile.
+    pub fast: Vec<usize>,
+    /// The image length `fast` was counted for (`C·Hs·Ws`).
+    pub src_len: usize,
 }
 
 impl Chunks {
@@ -69,6 +74,17 @@ impl Chunks {
             c.list.push(chunk);
         }
         c
+    }
+
+    /// How many leading tap pairs (of the `full` whose two taps exist) have every load
+    /// inside an image of `len` bytes when the group's taps start at `goff`: the larger
+    /// tap base plus `goff` and [`Chunks::reach`] is at most `len`. Tap bases grow with
+    /// the tap index, so the others are usually one last pair.
+    pub(crate) fn fast_pairs(&self, full: usize, goff: usize, len: usize) -> usize {
+        self.taps[..2 * full]
+            .chunks_exact(2)
+            .take_while(|t| t[0].max(t[1]) + goff + self.reach <= len)
+            .count()
     }
 }
 

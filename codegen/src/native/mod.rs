@@ -247,6 +247,11 @@ impl NativeConv {
                     }
                 })
                 .collect();
+            let group_len = s.cg() * hs * ws;
+            c.src_len = s.c * hs * ws;
+            c.fast = (0..s.group)
+                .map(|g| c.fast_pairs(k / 2, g * group_len, c.src_len))
+                .collect();
             c
         });
         let short = path == Path::A && pairs <= flush && bound_a <= 32766;

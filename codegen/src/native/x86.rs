@@ -85,11 +85,11 @@ pub(super) unsafe fn pack_direct(
     // bases grow with the tap index, so the rest is usually one last pair): their
     // loads below are unchecked; the other pairs go through `fetch`, which checks
     // each tap.
-    let full = s.k() / 2;
-    let fast = chunks.taps[..2 * full]
-        .chunks_exact(2)
-        .take_while(|t| t[0].max(t[1]) + goff + chunks.reach <= src.len())
-        .count();
+    let fast = match chunks.fast.get(g) {
+        // Counted when the layer was planned, for an image of this length.
+        Some(&f) if src.len() == chunks.src_len => f,
+        _ => chunks.fast_pairs(s.k() / 2, goff, src.len()),
+    };
     let p = src.as_ptr().add(goff);
     let per_tile = nc.tile / w;
     let first_chunk = tile * per_tile;
