@@ -15,7 +15,10 @@
 //! instead of tap lists). Max and sum are associative and commutative, so combining rows first
 //! and columns second gives the maximum (sum) over the window's valid taps, as the
 //! interpreter defines it: padding contributes nothing, and a window without valid
-//! taps yields `qmin` (max) or 0 (sum). Sums of low-bit values over a window are
+//! taps yields `qmin` (max) or 0 (sum). A max pool of bytes into the same type (e.g.
+//! ResNet-18's 3×3 stride-2 pool) does this on bytes, not i32: i8 mapped to unsigned
+//! order by `v ^ 0x80` (monotone), row maxima by byte-wise `max`, interior columns of
+//! stride 1 or 2 sixteen at a time (stride 2: the even bytes of a 32-byte load). Sums of low-bit values over a window are
 //! bounded by the plan (`taps·max|x|` fits i32), so the i32 adds are exact.
 
 use crate::emit::misc::{PoolKind, PoolSpec};
@@ -129,6 +132,11 @@ pub(crate) fn run(np: &NativePool, n: usize, x: &[u8], out: &mut [u8]) -> Result
         unsafe { avx2::halving_max(np, planes, x, out) };
         return Ok(());
     }
+    if max && s.out == s.input && matches!(s.input, Elem::U8 | Elem::I8) {
+        let flip = if s.input == Elem::I8 { 0x80 } else { 0 };
+        planes_max_bytes(np, planes, x, out, flip);
+        return Ok(());
+    }
     let signed = |v: u8| i32::from(v as i8);
     match (s.input, max) {
         (Elem::I8, true) => planes_with(np, planes, x, out, signed, i32::max),
@@ -137,6 +145,74 @@ pub(crate) fn run(np: &NativePool, n: usize, x: &[u8], out: &mut [u8]) -> Result
         (_, false) => planes_with(np, planes, x, out, i32::from, i32::wrapping_add),
     }
     Ok(())
+}
+
+/// Bytes a row buffer of [`planes_max_bytes`] holds past the row, so that the vector
+/// loads of its last columns stay inside it.
+const ROW_SLACK: usize = 64;
+
+/// A max pool over `planes` planes of bytes into the same type, by the algorithm of the
+/// module docs on bytes: `flip` (`0x80` for i8, else 0) maps the storage to unsigned
+/// order (`v ^ 0x80` is monotone from i8 to u8), where the row maxima are byte-wise
+/// `max` (vectorised) and the interior columns with stride 1 or 2 are taken 16 at a
+/// time on AVX2 (`avx2::max_columns`); the result is mapped back.
+fn planes_max_bytes(np: &NativePool, planes: usize, x: &[u8], out: &mut [u8], flip: u8) {
+    let s = &np.spec;
+    let (plane, oplane) = (s.h * s.w, s.oh * s.ow);
+    let qmin = match s.kind {
+        PoolKind::Max { qmin } => qmin as u8 ^ flip,
+        PoolKind::Sum => return,
+    };
+    let (lo, hi) = np.interior;
+    let (kw, sw, dw, pl) = (s.kernel[1], s.strides[1], s.dilations[1], s.pads[1]);
+    // Zero is the least mapped value; the slack past `W` is never a valid column.
+    let mut row = vec![0u8; s.w + ROW_SLACK];
+    let mut orow = vec![0u8; s.ow];
+    for p in 0..planes {
+        let xp = &x[p * plane..(p + 1) * plane];
+        for (oy, iys) in np.rows.iter().enumerate() {
+            if iys.is_empty() {
+                orow.fill(qmin);
+            } else {
+                row[..s.w].fill(0);
+                for &iy in iys {
+                    let src = &xp[iy * s.w..(iy + 1) * s.w];
+                    for (r, &v) in row.iter_mut().zip(src) {
+                        *r = (*r).max(v ^ flip);
+                    }
+                }
+                for ox in (0..lo).chain(hi..s.ow) {
+                    let taps = np.cols[ox].iter().map(|&ix| row[ix]);
+                    orow[ox] = taps.max().unwrap_or(qmin);
+                }
+                // Every tap of an interior column is valid: `lo·sw ≥ pl` (`new`).
+                let base = (lo * sw).saturating_sub(pl);
+                max_columns(&row, base, (kw, dw, sw), &mut orow[lo..hi]);
+            }
+            let at = p * oplane + oy * s.ow;
+            for (d, &v) in out[at..at + s.ow].iter_mut().zip(&orow) {
+                *d = v ^ flip;
+            }
+        }
+    }
+}
+
+/// `inner[i] = max over kj < kw of row[base + kj·dw + i·sw]` (every index a valid
+/// column of the row, which has [`ROW_SLACK`] bytes after them).
+fn max_columns(row: &[u8], base: usize, (kw, dw, sw): (usize, usize, usize), inner: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if (sw == 1 || sw == 2) && super::available() {
+        // SAFETY: AVX2 was detected just above; every access is bounds-checked.
+        unsafe { avx2::max_columns(row, base, (kw, dw, sw), inner) };
+        return;
+    }
+    inner.fill(0);
+    for kj in 0..kw {
+        let b = base + kj * dw;
+        for (i, o) in inner.iter_mut().enumerate() {
+            *o = (*o).max(row[b + i * sw]);
+        }
+    }
 }
 
 /// The pool over `planes` planes, `conv` widening an input element and `f` combining
@@ -216,6 +292,51 @@ mod avx2 {
     use super::NativePool;
     use crate::emit::Elem;
     use crate::native::levels::avx2::store_bytes;
+
+    /// [`super::max_columns`] for column stride `sw` 1 or 2: 16 outputs a step, each
+    /// tap's 16 bytes one load (stride 1) or the even bytes of a 32-byte load (stride
+    /// 2); a last partial step is staged through a local array. Loads are of bounds-
+    /// checked subslices: the row's slack covers the lanes past the last output.
+    ///
+    /// # Safety
+    /// AVX2 is available.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn max_columns(
+        row: &[u8],
+        base: usize,
+        (kw, dw, sw): (usize, usize, usize),
+        inner: &mut [u8],
+    ) {
+        // Per 128-bit lane, its 8 even bytes into its low half.
+        let even = _mm256_setr_epi8(
+            0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1, 0, 2, 4, 6, 8, 10, 12, 14,
+            -1, -1, -1, -1, -1, -1, -1, -1,
+        );
+        let mut i = 0;
+        while i < inner.len() {
+            let mut m = _mm_setzero_si128();
+            for kj in 0..kw {
+                let at = base + kj * dw + i * sw;
+                let v = if sw == 1 {
+                    _mm_loadu_si128(row[at..at + 16].as_ptr().cast())
+                } else {
+                    let v = _mm256_loadu_si256(row[at..at + 32].as_ptr().cast());
+                    let e = _mm256_permute4x64_epi64::<0b1000>(_mm256_shuffle_epi8(v, even));
+                    _mm256_castsi256_si128(e)
+                };
+                m = _mm_max_epu8(m, v);
+            }
+            let n = (inner.len() - i).min(16);
+            if n == 16 {
+                _mm_storeu_si128(inner[i..i + 16].as_mut_ptr().cast(), m);
+            } else {
+                let mut tmp = [0u8; 16];
+                _mm_storeu_si128(tmp.as_mut_ptr().cast(), m);
+                inner[i..i + n].copy_from_slice(&tmp[..n]);
+            }
+            i += 16;
+        }
+    }
 
     /// 32 bytes of `x` from `at` (zero past `x.len()`).
     #[target_feature(enable = "avx2")]
