@@ -68,14 +68,7 @@ impl NativeConv {
                         if sw == 1 {
                             dst.copy_from_slice(&src[base..base + s.ow]);
                         } else if sw == 2 {
-                            // Every other byte: `chunks_exact` lets the compiler
-                            // vectorise the de-interleave; the last tap separately.
-                            let (head, last) = dst.split_at_mut(s.ow - 1);
-                            let line = &src[base..base + 2 * (s.ow - 1) + 1];
-                            for (d, p) in head.iter_mut().zip(line.chunks_exact(2)) {
-                                *d = p[0];
-                            }
-                            last[0] = line[2 * (s.ow - 1)];
+                            even_bytes(&src[base..], dst);
                         } else {
                             let line = &src[base..base + (s.ow - 1) * sw + 1];
                             for (d, v) in dst.iter_mut().zip(line.iter().step_by(sw)) {
@@ -86,5 +79,30 @@ impl NativeConv {
                 }
             }
         }
+    }
+}
+
+/// `dst[i] = src[2·i]` for every `i < dst.len()` (`src` holds `2·dst.len() − 1` bytes at
+/// least; more let more of the loads below be whole): the stride-2 rows of the im2col
+/// matrix. On AVX2 sixteen at a time, as the even bytes of a 32-byte load
+/// (`x86::even_bytes`, which also takes a row of 8 to 15 by one 16-byte load), the rest
+/// by the loop here.
+fn even_bytes(src: &[u8], dst: &mut [u8]) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if super::available() {
+        // SAFETY: AVX2 was detected just above; every access is bounds-checked.
+        done = unsafe { super::x86::even_bytes(src, dst) };
+    }
+    if done < dst.len() {
+        // `chunks_exact` lets the compiler vectorise the de-interleave; the last tap
+        // separately (the row may end there).
+        let rest = dst.len() - done;
+        let (head, last) = dst[done..].split_at_mut(rest - 1);
+        let line = &src[2 * done..];
+        for (d, p) in head.iter_mut().zip(line.chunks_exact(2)) {
+            *d = p[0];
+        }
+        last[0] = line[2 * head.len()];
     }
 }

@@ -178,6 +178,56 @@ unsafe fn put_raw(path: Path, signed: bool, d: *mut u8, a: __m128i, b: __m128i) 
     }
 }
 
+/// The vector part of `source.rs`'s `even_bytes`: `dst[i] = src[2·i]` for the 16-byte
+/// groups of `dst` whose 32-byte load fits `src`, and a last group overlapping the one
+/// before it (it stores the same bytes again) when `dst` has no whole number of them;
+/// returns how many leading bytes of `dst` it did. Loads and stores are of
+/// bounds-checked subslices.
+///
+/// # Safety
+/// AVX2 is available.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn even_bytes(src: &[u8], dst: &mut [u8]) -> usize {
+    let mut i = 0;
+    while i + 16 <= dst.len() && 2 * i + 32 <= src.len() {
+        even_group(src, dst, i);
+        i += 16;
+    }
+    let last = dst.len().wrapping_sub(16);
+    if i < dst.len() && dst.len() >= 16 && 2 * last + 32 <= src.len() {
+        even_group(src, dst, last);
+        i = dst.len();
+    }
+    // Rows of 8 to 15 (ResNet-20's 8×8 layers): eight from a 16-byte load.
+    if i + 8 <= dst.len() && 2 * i + 16 <= src.len() {
+        let even = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1);
+        let v = _mm_loadu_si128(src[2 * i..2 * i + 16].as_ptr().cast());
+        _mm_storel_epi64(dst[i..i + 8].as_mut_ptr().cast(), _mm_shuffle_epi8(v, even));
+        i += 8;
+    }
+    i
+}
+
+/// `dst[i + t] = src[2·(i + t)]` for `t < 16`: the even bytes of the 32 at `2·i`.
+///
+/// # Safety
+/// AVX2 is available.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn even_group(src: &[u8], dst: &mut [u8], i: usize) {
+    // Per 128-bit lane, its 8 even bytes into its low half.
+    let even = _mm256_setr_epi8(
+        0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1, 0, 2, 4, 6, 8, 10, 12, 14, -1,
+        -1, -1, -1, -1, -1, -1, -1,
+    );
+    let v = _mm256_loadu_si256(src[2 * i..2 * i + 32].as_ptr().cast());
+    let e = _mm256_permute4x64_epi64::<0b1000>(_mm256_shuffle_epi8(v, even));
+    _mm_storeu_si128(
+        dst[i..i + 16].as_mut_ptr().cast(),
+        _mm256_castsi256_si128(e),
+    );
+}
+
 /// Blend masks: the 16 bytes from `PREFIX[16 − len]` have their first `len` (1..16) set.
 const PREFIX: [u8; 32] = {
     let mut m = [0u8; 32];
