@@ -62,13 +62,16 @@ impl NativeConv {
                 for kj in 0..s.kw {
                     let k = (ci * s.kh + ki) * s.kw + kj;
                     let row = &mut col[k * np..k * np + self.n];
+                    if sw == 2 {
+                        let first = (c * hs + ki * dh) * ws + kj * dw;
+                        even_rows(src, (first, sh * ws), row, s.ow);
+                        continue;
+                    }
                     for oy in 0..s.oh {
                         let base = (c * hs + oy * sh + ki * dh) * ws + kj * dw;
                         let dst = &mut row[oy * s.ow..(oy + 1) * s.ow];
                         if sw == 1 {
                             dst.copy_from_slice(&src[base..base + s.ow]);
-                        } else if sw == 2 {
-                            even_bytes(&src[base..], dst);
                         } else {
                             let line = &src[base..base + (s.ow - 1) * sw + 1];
                             for (d, v) in dst.iter_mut().zip(line.iter().step_by(sw)) {
@@ -82,27 +85,20 @@ impl NativeConv {
     }
 }
 
-/// `dst[i] = src[2·i]` for every `i < dst.len()` (`src` holds `2·dst.len() − 1` bytes at
-/// least; more let more of the loads below be whole): the stride-2 rows of the im2col
-/// matrix. On AVX2 sixteen at a time, as the even bytes of a 32-byte load
-/// (`x86::even_bytes`, which also takes a row of 8 to 15 by one 16-byte load), the rest
-/// by the loop here.
-fn even_bytes(src: &[u8], dst: &mut [u8]) {
-    let mut done = 0;
+/// The stride-2 rows of one im2col row: output row `oy` (`ow` bytes of `dst`) takes
+/// every other byte of the image from `first + oy·rs`. On AVX2 by `x86::even_rows`
+/// (sixteen at a time, as the even bytes of 32-byte loads), else by this loop.
+fn even_rows(src: &[u8], (first, rs): (usize, usize), dst: &mut [u8], ow: usize) {
     #[cfg(target_arch = "x86_64")]
     if super::available() {
         // SAFETY: AVX2 was detected just above; every access is bounds-checked.
-        done = unsafe { super::x86::even_bytes(src, dst) };
+        unsafe { super::x86::even_rows(src, (first, rs), dst, ow) };
+        return;
     }
-    if done < dst.len() {
-        // `chunks_exact` lets the compiler vectorise the de-interleave; the last tap
-        // separately (the row may end there).
-        let rest = dst.len() - done;
-        let (head, last) = dst[done..].split_at_mut(rest - 1);
-        let line = &src[2 * done..];
-        for (d, p) in head.iter_mut().zip(line.chunks_exact(2)) {
-            *d = p[0];
+    for (oy, d) in dst.chunks_exact_mut(ow).enumerate() {
+        let line = &src[first + oy * rs..];
+        for (d, v) in d.iter_mut().zip(line.iter().step_by(2)) {
+            *d = *v;
         }
-        last[0] = line[2 * head.len()];
     }
 }

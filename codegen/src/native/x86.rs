@@ -178,7 +178,23 @@ unsafe fn put_raw(path: Path, signed: bool, d: *mut u8, a: __m128i, b: __m128i) 
     }
 }
 
-/// The vector part of `source.rs`'s `even_bytes`: `dst[i] = src[2·i]` for the 16-byte
+/// `source.rs`'s `even_rows` on AVX2: per output row, [`even_bytes`], then the bytes it
+/// left one at a time.
+///
+/// # Safety
+/// AVX2 is available.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn even_rows(src: &[u8], (first, rs): (usize, usize), dst: &mut [u8], ow: usize) {
+    for (oy, d) in dst.chunks_exact_mut(ow).enumerate() {
+        let line = &src[first + oy * rs..];
+        let done = even_bytes(line, d);
+        for (d, v) in d[done..].iter_mut().zip(line[2 * done..].iter().step_by(2)) {
+            *d = *v;
+        }
+    }
+}
+
+/// `dst[i] = src[2·i]` for the 16-byte
 /// groups of `dst` whose 32-byte load fits `src`, and a last group overlapping the one
 /// before it (it stores the same bytes again) when `dst` has no whole number of them;
 /// returns how many leading bytes of `dst` it did. Loads and stores are of
@@ -187,7 +203,8 @@ unsafe fn put_raw(path: Path, signed: bool, d: *mut u8, a: __m128i, b: __m128i) 
 /// # Safety
 /// AVX2 is available.
 #[target_feature(enable = "avx2")]
-pub(super) unsafe fn even_bytes(src: &[u8], dst: &mut [u8]) -> usize {
+#[inline]
+unsafe fn even_bytes(src: &[u8], dst: &mut [u8]) -> usize {
     let mut i = 0;
     while i + 16 <= dst.len() && 2 * i + 32 <= src.len() {
         even_group(src, dst, i);
