@@ -328,74 +328,119 @@ pub(super) unsafe fn compute(
     tiles: (usize, usize),
     blocks: (usize, usize),
 ) {
-    let mg = nc.spec.mg();
     // The epilogue's form, picked once: the i32 affine form's per-channel parameters.
-    let narrow = nc.epi.as_ref().and_then(|lv| lv.narrow());
-    let u8_out = nc.epi.as_ref().is_some_and(|lv| lv.out == Elem::U8);
-    for t in tiles.0..tiles.1 {
-        // One tile (`tiles` = `(t, t + 1)`) is held at the panel's start.
-        let slot = if tiles.1 - tiles.0 == 1 { 0 } else { t };
-        let xt = panel.as_ptr().add(slot * nc.pairs * TB);
-        for b in blocks.0..blocks.1 {
-            let at = (g * nc.blocks + b) * nc.pairs * MR;
-            let bias = &nc.bias[(g * nc.blocks + b) * MR..][..MR];
-            let rows = (mg - b * MR).min(MR);
-            let n0 = t * nc.tile;
-            // A last tile of at most 16 columns (path A): only its first half.
-            let half = nc.n - n0 <= 16;
-            if let (true, Some(lv)) = (nc.short, &nc.epi) {
-                let wp = nc.w.as_ptr().add(at);
-                let acc = if half {
-                    tile_a16::<1>(xt, wp, nc.pairs, bias)
-                } else {
-                    tile_a16::<2>(xt, wp, nc.pairs, bias)
-                };
-                if let Some(add) = &nc.add {
-                    let acc = Acc::I16(&acc[..rows]);
-                    let first = g * mg + b * MR;
-                    chain(nc, (lv, add), acc, first, (&mut *y, c0, other), n0);
-                    continue;
+    let epi = Epi {
+        narrow: nc.epi.as_ref().and_then(|lv| lv.narrow()),
+        u8_out: nc.epi.as_ref().is_some_and(|lv| lv.out == Elem::U8),
+    };
+    // Tile `t` is held in panel slot `t − tiles.0`.
+    let xt = |t: usize| panel.as_ptr().add((t - tiles.0) * nc.pairs * TB);
+    match nc.blocks_outer {
+        // Weights that fit the cache: all blocks per tile, the tile's panel in L1.
+        None => {
+            for t in tiles.0..tiles.1 {
+                for b in blocks.0..blocks.1 {
+                    tile_block(nc, g, (xt(t), t, b), (&mut *y, c0, other), &epi);
                 }
-                for (r, a) in acc.iter().enumerate().take(rows) {
-                    let o = g * mg + b * MR + r;
-                    let v = match narrow {
-                        Some(ps) => narrow_bytes(&ps[o], u8_out, &widen16(a)),
-                        None => levels16(lv, o, a),
-                    };
-                    store_bytes(v, y, (o - c0) * nc.n + n0, (nc.n - n0).min(nc.tile));
-                }
-                continue;
             }
-            let acc = match nc.path {
-                Path::A if half => tile_a::<1>(xt, nc.w.as_ptr().add(at), nc.pairs, nc.flush, bias),
-                Path::A => tile_a::<2>(xt, nc.w.as_ptr().add(at), nc.pairs, nc.flush, bias),
-                Path::B => tile_b(xt, nc.w.as_ptr().add(at), nc.pairs, bias),
-            };
-            if let (Some(lv), Some(add)) = (&nc.epi, &nc.add) {
-                let first = g * mg + b * MR;
-                chain(
-                    nc,
-                    (lv, add),
-                    Acc::I32(&acc[..rows]),
-                    first,
-                    (&mut *y, c0, other),
-                    n0,
-                );
-                continue;
-            }
-            for (r, a) in acc.iter().enumerate().take(rows) {
-                let o = g * mg + b * MR + r;
-                match &nc.epi {
-                    None => store(&a[..nc.tile / 8], y, (o - c0) * nc.n, n0, nc.n),
-                    Some(lv) => {
-                        let v = match (nc.path, narrow) {
-                            (Path::A, Some(ps)) => narrow_bytes(&ps[o], u8_out, a),
-                            (Path::A, None) => levels32::<4>(lv, o, a),
-                            (Path::B, _) => levels32::<2>(lv, o, a),
-                        };
-                        store_bytes(v, y, (o - c0) * nc.n + n0, (nc.n - n0).min(nc.tile));
+        }
+        // Weights too large for it: per chunk of tiles (whose panel stays in L2), all
+        // tiles per block, so each block's weights are read once per chunk.
+        Some(chunk) => {
+            let mut t0 = tiles.0;
+            while t0 < tiles.1 {
+                let t1 = (t0 + chunk).min(tiles.1);
+                for b in blocks.0..blocks.1 {
+                    for t in t0..t1 {
+                        tile_block(nc, g, (xt(t), t, b), (&mut *y, c0, other), &epi);
                     }
                 }
+                t0 = t1;
+            }
+        }
+    }
+}
+
+/// The epilogue's form, picked once per call of [`compute`].
+struct Epi<'a> {
+    /// The i32 affine form's per-channel parameters (`Levels::narrow`).
+    narrow: Option<&'a [super::affine::Params]>,
+    u8_out: bool,
+}
+
+/// Tile `t` (its panel at `xt`) × channel block `b` of group `g`: the micro-kernel and
+/// the epilogue ([`compute`]).
+///
+/// # Safety
+/// As [`compute`]. (Not a `target_feature` function, so that it can be inlined always
+/// into [`compute`], which is one; its kernels and epilogues inline there.)
+#[inline(always)]
+unsafe fn tile_block(
+    nc: &NativeConv,
+    g: usize,
+    (xt, t, b): (*const u8, usize, usize),
+    (y, c0, other): (&mut [u8], usize, &[u8]),
+    epi: &Epi<'_>,
+) {
+    let mg = nc.spec.mg();
+    let (narrow, u8_out) = (epi.narrow, epi.u8_out);
+    let at = (g * nc.blocks + b) * nc.pairs * MR;
+    let bias = &nc.bias[(g * nc.blocks + b) * MR..][..MR];
+    let rows = (mg - b * MR).min(MR);
+    let n0 = t * nc.tile;
+    // A last tile of at most 16 columns (path A): only its first half.
+    let half = nc.n - n0 <= 16;
+    if let (true, Some(lv)) = (nc.short, &nc.epi) {
+        let wp = nc.w.as_ptr().add(at);
+        let acc = if half {
+            tile_a16::<1>(xt, wp, nc.pairs, bias)
+        } else {
+            tile_a16::<2>(xt, wp, nc.pairs, bias)
+        };
+        if let Some(add) = &nc.add {
+            let acc = Acc::I16(&acc[..rows]);
+            let first = g * mg + b * MR;
+            chain(nc, (lv, add), acc, first, (&mut *y, c0, other), n0);
+            return;
+        }
+        for (r, a) in acc.iter().enumerate().take(rows) {
+            let o = g * mg + b * MR + r;
+            let v = match narrow {
+                Some(ps) => narrow_bytes(&ps[o], u8_out, &widen16(a)),
+                None => levels16(lv, o, a),
+            };
+            store_bytes(v, y, (o - c0) * nc.n + n0, (nc.n - n0).min(nc.tile));
+        }
+        return;
+    }
+    let acc = match nc.path {
+        Path::A if half => tile_a::<1>(xt, nc.w.as_ptr().add(at), nc.pairs, nc.flush, bias),
+        Path::A => tile_a::<2>(xt, nc.w.as_ptr().add(at), nc.pairs, nc.flush, bias),
+        Path::B => tile_b(xt, nc.w.as_ptr().add(at), nc.pairs, bias),
+    };
+    if let (Some(lv), Some(add)) = (&nc.epi, &nc.add) {
+        let first = g * mg + b * MR;
+        chain(
+            nc,
+            (lv, add),
+            Acc::I32(&acc[..rows]),
+            first,
+            (&mut *y, c0, other),
+            n0,
+        );
+        return;
+    }
+    for (r, a) in acc.iter().enumerate().take(rows) {
+        let o = g * mg + b * MR + r;
+        match &nc.epi {
+            None => store(&a[..nc.tile / 8], y, (o - c0) * nc.n, n0, nc.n),
+            Some(lv) => {
+                let v = match (nc.path, narrow) {
+                    (Path::A, Some(ps)) => narrow_bytes(&ps[o], u8_out, a),
+                    (Path::A, None) => levels32::<4>(lv, o, a),
+                    (Path::B, _) => levels32::<2>(lv, o, a),
+                };
+                store_bytes(v, y, (o - c0) * nc.n + n0, (nc.n - n0).min(nc.tile));
             }
         }
     }
