@@ -1,4 +1,4 @@
-//! Where the native kernel's direct panel packing (`x86::pack_direct`) reads each
+//! Where the native kernel's direct panel packing (`pack::pack_direct`) reads each
 //! chunk of im2col columns, planned once per layer from its geometry.
 //!
 //! With column stride 1, the im2col row of a tap whose row base in the (padded) image
@@ -13,7 +13,7 @@
 //! Offsets are relative to the tap's base; [`Chunks::reach`] is the largest end
 //! (`offset + W` of a run, `offset + 16` of a split's loads) of any load, so a tap
 //! whose `base + reach` fits the image may use the loads unchecked, and
-//! `x86::pack_direct` checks exactly that per tap pair (others use the piecewise
+//! `pack::pack_direct` checks exactly that per tap pair (others use the piecewise
 //! copy).
 
 /// How one chunk of columns is read (see the module docs).

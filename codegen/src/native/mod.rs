@@ -7,7 +7,7 @@
 //! **Algorithm.** Per image: copy the image into a zero-padded scratch copy (padding
 //! written once, when the arena allocates the scratch, and never written again); per
 //! group, with column stride 1, pack the panel below straight from that copy
-//! (`x86::pack_direct`: runs of output columns are runs of image bytes); else build
+//! (`pack::pack_direct`: runs of output columns are runs of image bytes); else build
 //! the im2col matrix `col[K_p][N_p]` (`K = C/G·kh·kw` taps, `N = OH·OW`
 //! output pixels; rows and columns past `K`/`N` are never written: they hold whatever
 //! an earlier layer left in the *work area* the im2col matrix and the panel share with
@@ -58,7 +58,7 @@
 //! **Safety.** The module holds `unsafe` for two reasons: calling the
 //! `#[target_feature(enable = "avx2")]` functions, sound because [`NativeConv`] is
 //! only built when `is_x86_feature_detected!("avx2")` held and [`run`] checks it again;
-//! and the unaligned vector loads/stores through raw pointers in `x86::interleave` and
+//! and the unaligned vector loads/stores through raw pointers in `pack::interleave` and
 //! `x86::tile_a`/`tile_b`. Their offsets stay in bounds because [`run`] first checks
 //! every slice against the sizes derived here from the same geometry (`panel ≥
 //! tiles·pairs·64`, weights `≥ G·blocks·pairs·MR`, `out ≥ n·M·N` i32 or level bytes), and every
@@ -458,13 +458,13 @@ pub(crate) fn run(
                         let t1 = (t0 + chunk).min(nc.tiles);
                         for t in t0..t1 {
                             let slot = &mut panel[(t - t0) * nc.pairs * TB..];
-                            x86::pack_direct(nc, src, g, slot, t);
+                            pack::pack_direct(nc, src, g, slot, t);
                         }
                         x86::compute(nc, g, panel, (&mut *yi, 0, oi), (t0, t1), all);
                         t0 = t1;
                     }
                 } else {
-                    x86::interleave(nc, col, panel);
+                    pack::interleave(nc, col, panel);
                     x86::compute(nc, g, panel, (&mut *yi, 0, oi), (0, nc.tiles), all);
                 }
             }
@@ -549,7 +549,7 @@ pub(crate) fn run_split(
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as in `run`.
             unsafe {
-                x86::interleave(nc, col, panel);
+                pack::interleave(nc, col, panel);
             }
         }
         let mut slices = Vec::with_capacity(parts);
@@ -568,7 +568,7 @@ pub(crate) fn run_split(
                 match panel {
                     Panel::Own(own) => {
                         for t in 0..nc.tiles {
-                            x86::pack_direct(nc, src, 0, own, t);
+                            pack::pack_direct(nc, src, 0, own, t);
                             x86::compute(nc, 0, own, (&mut *y, c0, oi), (t, t + 1), blocks);
                         }
                     }
@@ -600,5 +600,7 @@ pub(crate) fn run_split(
     Ok(())
 }
 
+#[cfg(target_arch = "x86_64")]
+mod pack;
 #[cfg(target_arch = "x86_64")]
 mod x86;

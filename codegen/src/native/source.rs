@@ -86,13 +86,13 @@ impl NativeConv {
 }
 
 /// The stride-2 rows of one im2col row: output row `oy` (`ow` bytes of `dst`) takes
-/// every other byte of the image from `first + oy·rs`. On AVX2 by `x86::even_rows`
+/// every other byte of the image from `first + oy·rs`. On AVX2 by `pack::even_rows`
 /// (sixteen at a time, as the even bytes of 32-byte loads), else by this loop.
 fn even_rows(src: &[u8], (first, rs): (usize, usize), dst: &mut [u8], ow: usize) {
     #[cfg(target_arch = "x86_64")]
     if super::available() {
         // SAFETY: AVX2 was detected just above; every access is bounds-checked.
-        unsafe { super::x86::even_rows(src, (first, rs), dst, ow) };
+        unsafe { super::pack::even_rows(src, (first, rs), dst, ow) };
         return;
     }
     for (oy, d) in dst.chunks_exact_mut(ow).enumerate() {
