@@ -30,14 +30,6 @@
 //!   columns; activations widened to i16 in the panel, `vpmaddwd` (i16 pairs → i32),
 //!   exact because every product fits i16 × i16 and a pair sum fits i32.
 //!
-//! **Loop order.** Tiles outer, channel blocks inner: a tile's panel stays in L1 while
-//! every block's weights pass over it. When a group's weights exceed [`WEIGHT_CACHE`]
-//! (ResNet-18's 256- and 512-channel layers), re-reading them for every tile would
-//! stream them from L3 or memory once per tile; then tiles are taken in chunks whose
-//! panel fits [`PANEL_CACHE`] (packed together), and per chunk blocks outer, tiles
-//! inner, so each block's weights are read once per chunk. The order changes nothing
-//! else: every (tile, block) pair is computed by the same code.
-//!
 //! **Epilogue.** When `fuse.rs` fused the following `requantize` into the layer
 //! ([`NativeConv::epi`]), each register tile is turned into level bytes by
 //! `levels.rs` — by its compares, or by an exact integer affine map where one was found
@@ -130,17 +122,7 @@ pub(crate) struct NativeConv {
     /// Path A on signed activations: the image is offset to unsigned (`x ^ 0x80`) as it
     /// is copied, and `bias` holds `bias − 128·Σw` (`source.rs` says why that is exact).
     flip: bool,
-    /// With a group's weights larger than [`WEIGHT_CACHE`]: tiles per chunk (their panel
-    /// within [`PANEL_CACHE`]), computed block by block so that each block's weights are
-    /// read once per chunk instead of once per tile (`x86::compute`).
-    pub blocks_outer: Option<usize>,
 }
-
-/// A group's weights above this many bytes are not expected to stay in L2 across
-/// tiles (ResNet-18's 256- and 512-channel layers: 1.2 and 4.7 MB).
-const WEIGHT_CACHE: usize = 384 << 10;
-/// The panel bytes of a chunk of tiles computed block by block (kept within L2).
-const PANEL_CACHE: usize = 320 << 10;
 
 /// Whether this CPU can run the native kernel.
 pub(crate) fn available() -> bool {
@@ -273,11 +255,7 @@ impl NativeConv {
             c
         });
         let short = path == Path::A && pairs <= flush && bound_a <= 32766;
-        let group_weights = blocks * pairs * MR * std::mem::size_of::<i32>();
-        let blocks_outer =
-            (group_weights > WEIGHT_CACHE).then(|| (PANEL_CACHE / (pairs * TB)).max(1));
         Some(NativeConv {
-            blocks_outer,
             short,
             flip,
             chunks,
@@ -450,18 +428,9 @@ pub(crate) fn run(
             // checked there (module docs); `yi` holds every channel from 0 on.
             unsafe {
                 if direct {
-                    // Tiles packed a chunk at a time (one tile unless `blocks_outer`),
-                    // tile `t` into slot `t − t0`: the panel holds every tile's slot.
-                    let chunk = nc.blocks_outer.unwrap_or(1);
-                    let mut t0 = 0;
-                    while t0 < nc.tiles {
-                        let t1 = (t0 + chunk).min(nc.tiles);
-                        for t in t0..t1 {
-                            let slot = &mut panel[(t - t0) * nc.pairs * TB..];
-                            pack::pack_direct(nc, src, g, slot, t);
-                        }
-                        x86::compute(nc, g, panel, (&mut *yi, 0, oi), (t0, t1), all);
-                        t0 = t1;
+                    for t in 0..nc.tiles {
+                        pack::pack_direct(nc, src, g, panel, t);
+                        x86::compute(nc, g, panel, (&mut *yi, 0, oi), (t, t + 1), all);
                     }
                 } else {
                     pack::interleave(nc, col, panel);

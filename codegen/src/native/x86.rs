@@ -35,28 +35,9 @@ pub(super) unsafe fn compute(
     };
     // Tile `t` is held in panel slot `t − tiles.0`.
     let xt = |t: usize| panel.as_ptr().add((t - tiles.0) * nc.pairs * TB);
-    match nc.blocks_outer {
-        // Weights that fit the cache: all blocks per tile, the tile's panel in L1.
-        None => {
-            for t in tiles.0..tiles.1 {
-                for b in blocks.0..blocks.1 {
-                    tile_block(nc, g, (xt(t), t, b), (&mut *y, c0, other), &epi);
-                }
-            }
-        }
-        // Weights too large for it: per chunk of tiles (whose panel stays in L2), all
-        // tiles per block, so each block's weights are read once per chunk.
-        Some(chunk) => {
-            let mut t0 = tiles.0;
-            while t0 < tiles.1 {
-                let t1 = (t0 + chunk).min(tiles.1);
-                for b in blocks.0..blocks.1 {
-                    for t in t0..t1 {
-                        tile_block(nc, g, (xt(t), t, b), (&mut *y, c0, other), &epi);
-                    }
-                }
-                t0 = t1;
-            }
+    for t in tiles.0..tiles.1 {
+        for b in blocks.0..blocks.1 {
+            tile_block(nc, g, (xt(t), t, b), (&mut *y, c0, other), &epi);
         }
     }
 }
