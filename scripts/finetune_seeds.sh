@@ -11,7 +11,8 @@
 # It also runs (once) the gradual schedule with its budget moved to the final precision
 # (epochs 1,1,1,3,1,10: the same 17, 10 of them at w2a2 instead of 3), seed 0, into
 # target/finetune/fashion_fl8_w2a2sched/: does gradual lose at w2a2 for lack of w2a2
-# epochs?
+# epochs? And (once, seed 0, target/finetune/fashion_fl8_distill/) that schedule and the
+# one-shot run both distilled from the float model.
 #
 # Seed 0 is the run of `scripts/finetune_results.sh fashion_fl8` (target/finetune/
 # fashion_fl8, used when present); seed S goes to target/finetune/fashion_fl8_seedS/
@@ -54,7 +55,29 @@ if [ ! -f "$late/gradual.json" ]; then
         --summary-json "$late/gradual.json" "${common[@]}" >"$late/gradual.log"
 fi
 
-LATE=$late python3 - "${dirs[@]}" <<'PY' | tee reports/finetune_seeds.md
+# And, for seed 0 and the seeds above, both sides distilled from the float model
+# (`--distill`: the float network's soft outputs as targets instead of the labels),
+# gradual with the budget at w2a2 as above: target/finetune/fashion_fl8_distill/
+# (seed 0) and fashion_fl8_distill_seedS/.
+kds=()
+for seed in 0 "$@"; do
+    kd=target/finetune/fashion_fl8_distill
+    [ "$seed" = 0 ] || kd=${kd}_seed$seed
+    kds+=("$kd")
+    [ -f "$kd/oneshot_w2a2.json" ] && continue
+    mkdir -p "$kd"
+    echo "== distilled, seed $seed (started $(date -u +%H:%M:%S))"
+    "$fqc" compile examples/fashion/fashion_cnn.onnx -o "$kd/gradual.fqc" \
+        --schedule w8a8,w4a6,w3a4,w2a4,w2a3,w2a2 --epochs-per-stage 1,1,1,3,1,10 \
+        --lr 5e-4,5e-4,5e-4,3e-3,2e-3 --save-stages "$kd/stages" --seed "$seed" --distill \
+        --summary-json "$kd/gradual.json" "${common[@]}" >"$kd/gradual.log"
+    "$fqc" compile examples/fashion/fashion_cnn.onnx -o "$kd/oneshot_w2a2.fqc" \
+        --weights ternary --act-bits 2 --one-shot --epochs-per-stage 17 --lr 3e-3 \
+        --seed "$seed" --distill --summary-json "$kd/oneshot_w2a2.json" "${common[@]}" \
+        >"$kd/oneshot_w2a2.log"
+done
+
+LATE=$late KD="${kds[*]}" python3 - "${dirs[@]}" <<'PY' | tee reports/finetune_seeds.md
 import json, os, statistics, sys
 
 fp = json.load(open("target/finetune/fashion_fl8/fp.json"))["top1"] * 100 \
@@ -97,4 +120,31 @@ if os.path.exists(late):
     print("| stage | w8a8 | w4a6 | w3a4 | w2a4 | w2a3 | w2a2 |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     print("| test top-1 | " + " | ".join(f"{top[k]:.2f}" for k in ["w8a8", "w4a6", "w3a4", "wta4", "wta3", "wta2"]) + " |")
+rows = []
+for kd in os.environ["KD"].split():
+    if not os.path.exists(kd + "/oneshot_w2a2.json"):
+        continue
+    g = json.load(open(kd + "/gradual.json"))
+    o = json.load(open(kd + "/oneshot_w2a2.json"))
+    top = {s["label"]: s["test"]["integer_top1"] * 100 for s in g["stages"]}
+    seed = g["command"][g["command"].index("--seed") + 1]
+    rows.append((seed, top["wta4"], top["wta2"], o["test"]["integer_top1"] * 100))
+if rows:
+    print("\n## Distilled from the float model\n")
+    print("Both sides with `--distill` (the float network's soft outputs as the targets, no")
+    print("labels): gradual with epochs `1,1,1,3,1,10` as in the section above, one-shot w2a2")
+    print("at 17 epochs; the same seeds.\n")
+    print("| seed | gradual w2a4 (3 epochs) | gradual w2a2 | one-shot w2a2 | gradual − one-shot (w2a2) |")
+    print("|---:|---:|---:|---:|---:|")
+    for s, g4, g2, o2 in rows:
+        print(f"| {s} | {g4:.2f} | {g2:.2f} | {o2:.2f} | {g2 - o2:+.2f} |")
+    if len(rows) > 1:
+        cols = list(zip(*rows))[1:]
+        diffs = [g2 - o2 for _, _, g2, o2 in rows]
+        mean = [statistics.mean(c) for c in cols] + [statistics.mean(diffs)]
+        sd = [statistics.stdev(c) for c in cols] + [statistics.stdev(diffs)]
+        print("| mean ± sd | " + " | ".join(f"{m:.2f} ± {s:.2f}" for m, s in zip(mean, sd)) + " |")
+        if fp is not None:
+            print(f"\nMean gap to the float model: gradual w2a2 {mean[1] - fp:+.2f}, "
+                  f"one-shot w2a2 {mean[2] - fp:+.2f} points.")
 PY
