@@ -90,26 +90,41 @@ print("epochs `1,1,1,10,1,3`; one-shot w2a2 at the same 17 epochs), repeated wit
 print("(shuffling, augmentation and validation hold-out). Test top-1 of the integer-only JIT")
 print("on the 10,000 test images, %; seed 0 is the run in `reports/finetune.md`.")
 print()
-rows = []
-for d in sys.argv[1:]:
-    g = json.load(open(f"{d}/gradual.json"))
-    o = json.load(open(f"{d}/oneshot_w2a2.json"))
-    top = {s["label"]: s["test"]["integer_top1"] * 100 for s in g["stages"]}
-    seed = g["command"][g["command"].index("--seed") + 1] if "--seed" in g["command"] else "0"
-    rows.append((seed, top["wta4"], top["wta2"], o["test"]["integer_top1"] * 100))
-print("| seed | gradual w2a4 | gradual w2a2 | one-shot w2a2 | gradual − one-shot (w2a2) |")
-print("|---:|---:|---:|---:|---:|")
-for s, g4, g2, o2 in rows:
-    print(f"| {s} | {g4:.2f} | {g2:.2f} | {o2:.2f} | {g2 - o2:+.2f} |")
-if len(rows) > 1:
+
+def seed_rows(dirs):
+    """(seed, gradual w2a4, gradual w2a2, one-shot w2a2) of each run directory with both."""
+    rows = []
+    for d in dirs:
+        if not os.path.exists(f"{d}/oneshot_w2a2.json"):
+            continue
+        g = json.load(open(f"{d}/gradual.json"))
+        o = json.load(open(f"{d}/oneshot_w2a2.json"))
+        top = {s["label"]: s["test"]["integer_top1"] * 100 for s in g["stages"]}
+        seed = g["command"][g["command"].index("--seed") + 1] if "--seed" in g["command"] else "0"
+        rows.append((seed, top["wta4"], top["wta2"], o["test"]["integer_top1"] * 100))
+    return rows
+
+
+def seed_table(rows, w2a4_head):
+    """The per-seed table with mean ± sd; returns the means (or None for one row)."""
+    print(f"| seed | {w2a4_head} | gradual w2a2 | one-shot w2a2 | gradual − one-shot (w2a2) |")
+    print("|---:|---:|---:|---:|---:|")
+    for s, g4, g2, o2 in rows:
+        print(f"| {s} | {g4:.2f} | {g2:.2f} | {o2:.2f} | {g2 - o2:+.2f} |")
+    if len(rows) < 2:
+        return None
     cols = list(zip(*rows))[1:]
     diffs = [g2 - o2 for _, _, g2, o2 in rows]
     mean = [statistics.mean(c) for c in cols] + [statistics.mean(diffs)]
     sd = [statistics.stdev(c) for c in cols] + [statistics.stdev(diffs)]
     print("| mean ± sd | " + " | ".join(f"{m:.2f} ± {s:.2f}" for m, s in zip(mean, sd)) + " |")
-    if fp is not None:
-        print(f"\nFloat model: {fp:.2f} %. Mean gap to it: gradual w2a4 {mean[0] - fp:+.2f}, "
-              f"gradual w2a2 {mean[1] - fp:+.2f}, one-shot w2a2 {mean[2] - fp:+.2f} points.")
+    return mean
+
+
+mean = seed_table(seed_rows(sys.argv[1:]), "gradual w2a4")
+if mean and fp is not None:
+    print(f"\nFloat model: {fp:.2f} %. Mean gap to it: gradual w2a4 {mean[0] - fp:+.2f}, "
+          f"gradual w2a2 {mean[1] - fp:+.2f}, one-shot w2a2 {mean[2] - fp:+.2f} points.")
 late = os.environ["LATE"] + "/gradual.json"
 if os.path.exists(late):
     g = json.load(open(late))
@@ -120,31 +135,14 @@ if os.path.exists(late):
     print("| stage | w8a8 | w4a6 | w3a4 | w2a4 | w2a3 | w2a2 |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     print("| test top-1 | " + " | ".join(f"{top[k]:.2f}" for k in ["w8a8", "w4a6", "w3a4", "wta4", "wta3", "wta2"]) + " |")
-rows = []
-for kd in os.environ["KD"].split():
-    if not os.path.exists(kd + "/oneshot_w2a2.json"):
-        continue
-    g = json.load(open(kd + "/gradual.json"))
-    o = json.load(open(kd + "/oneshot_w2a2.json"))
-    top = {s["label"]: s["test"]["integer_top1"] * 100 for s in g["stages"]}
-    seed = g["command"][g["command"].index("--seed") + 1]
-    rows.append((seed, top["wta4"], top["wta2"], o["test"]["integer_top1"] * 100))
+rows = seed_rows(os.environ["KD"].split())
 if rows:
     print("\n## Distilled from the float model\n")
     print("Both sides with `--distill` (the float network's soft outputs as the targets, no")
     print("labels): gradual with epochs `1,1,1,3,1,10` as in the section above, one-shot w2a2")
     print("at 17 epochs; the same seeds.\n")
-    print("| seed | gradual w2a4 (3 epochs) | gradual w2a2 | one-shot w2a2 | gradual − one-shot (w2a2) |")
-    print("|---:|---:|---:|---:|---:|")
-    for s, g4, g2, o2 in rows:
-        print(f"| {s} | {g4:.2f} | {g2:.2f} | {o2:.2f} | {g2 - o2:+.2f} |")
-    if len(rows) > 1:
-        cols = list(zip(*rows))[1:]
-        diffs = [g2 - o2 for _, _, g2, o2 in rows]
-        mean = [statistics.mean(c) for c in cols] + [statistics.mean(diffs)]
-        sd = [statistics.stdev(c) for c in cols] + [statistics.stdev(diffs)]
-        print("| mean ± sd | " + " | ".join(f"{m:.2f} ± {s:.2f}" for m, s in zip(mean, sd)) + " |")
-        if fp is not None:
-            print(f"\nMean gap to the float model: gradual w2a2 {mean[1] - fp:+.2f}, "
-                  f"one-shot w2a2 {mean[2] - fp:+.2f} points.")
+    mean = seed_table(rows, "gradual w2a4 (3 epochs)")
+    if mean and fp is not None:
+        print(f"\nMean gap to the float model: gradual w2a2 {mean[1] - fp:+.2f}, "
+              f"one-shot w2a2 {mean[2] - fp:+.2f} points.")
 PY
