@@ -27,6 +27,25 @@ fqc=${CARGO_TARGET_DIR:-target}/release/fqc
 
 common=(--train data/fashion_train.npz --test examples/fashion/fashion_test.npz
     --patience 0 --crop-pad 2 --hflip --layer /conv1/Conv=w8 --layer /fc2/Gemm=w8)
+# gradual DIR SEED EPOCHS [ARG...]: the gradual run down to w2a2 into DIR.
+gradual() {
+    local dir=$1 seed=$2 epochs=$3
+    shift 3
+    "$fqc" compile examples/fashion/fashion_cnn.onnx -o "$dir/gradual.fqc" \
+        --schedule w8a8,w4a6,w3a4,w2a4,w2a3,w2a2 --epochs-per-stage "$epochs" \
+        --lr 5e-4,5e-4,5e-4,3e-3,2e-3 --save-stages "$dir/stages" --seed "$seed" "$@" \
+        --summary-json "$dir/gradual.json" "${common[@]}" >"$dir/gradual.log"
+}
+# oneshot DIR SEED [ARG...]: one-shot w2a2 at 17 epochs into DIR.
+oneshot() {
+    local dir=$1 seed=$2
+    shift 2
+    "$fqc" compile examples/fashion/fashion_cnn.onnx -o "$dir/oneshot_w2a2.fqc" \
+        --weights ternary --act-bits 2 --one-shot --epochs-per-stage 17 --lr 3e-3 \
+        --seed "$seed" "$@" --summary-json "$dir/oneshot_w2a2.json" "${common[@]}" \
+        >"$dir/oneshot_w2a2.log"
+}
+
 dirs=()
 [ -f target/finetune/fashion_fl8/oneshot_w2a2.json ] && dirs+=(target/finetune/fashion_fl8)
 for seed in "$@"; do
@@ -35,24 +54,15 @@ for seed in "$@"; do
     [ -f "$dir/oneshot_w2a2.json" ] && continue
     mkdir -p "$dir"
     echo "== seed $seed (started $(date -u +%H:%M:%S))"
-    "$fqc" compile examples/fashion/fashion_cnn.onnx -o "$dir/gradual.fqc" \
-        --schedule w8a8,w4a6,w3a4,w2a4,w2a3,w2a2 --epochs-per-stage 1,1,1,10,1,3 \
-        --lr 5e-4,5e-4,5e-4,3e-3,2e-3 --save-stages "$dir/stages" --seed "$seed" \
-        --summary-json "$dir/gradual.json" "${common[@]}" >"$dir/gradual.log"
-    "$fqc" compile examples/fashion/fashion_cnn.onnx -o "$dir/oneshot_w2a2.fqc" \
-        --weights ternary --act-bits 2 --one-shot --epochs-per-stage 17 --lr 3e-3 \
-        --seed "$seed" --summary-json "$dir/oneshot_w2a2.json" "${common[@]}" \
-        >"$dir/oneshot_w2a2.log"
+    gradual "$dir" "$seed" 1,1,1,10,1,3
+    oneshot "$dir" "$seed"
 done
 
 late=target/finetune/fashion_fl8_w2a2sched
 if [ ! -f "$late/gradual.json" ]; then
     mkdir -p "$late"
     echo "== budget at w2a2 (started $(date -u +%H:%M:%S))"
-    "$fqc" compile examples/fashion/fashion_cnn.onnx -o "$late/gradual.fqc" \
-        --schedule w8a8,w4a6,w3a4,w2a4,w2a3,w2a2 --epochs-per-stage 1,1,1,3,1,10 \
-        --lr 5e-4,5e-4,5e-4,3e-3,2e-3 --save-stages "$late/stages" --seed 0 \
-        --summary-json "$late/gradual.json" "${common[@]}" >"$late/gradual.log"
+    gradual "$late" 0 1,1,1,3,1,10
 fi
 
 # And, for seed 0 and the seeds above, both sides distilled from the float model
@@ -67,14 +77,8 @@ for seed in 0 "$@"; do
     [ -f "$kd/oneshot_w2a2.json" ] && continue
     mkdir -p "$kd"
     echo "== distilled, seed $seed (started $(date -u +%H:%M:%S))"
-    "$fqc" compile examples/fashion/fashion_cnn.onnx -o "$kd/gradual.fqc" \
-        --schedule w8a8,w4a6,w3a4,w2a4,w2a3,w2a2 --epochs-per-stage 1,1,1,3,1,10 \
-        --lr 5e-4,5e-4,5e-4,3e-3,2e-3 --save-stages "$kd/stages" --seed "$seed" --distill \
-        --summary-json "$kd/gradual.json" "${common[@]}" >"$kd/gradual.log"
-    "$fqc" compile examples/fashion/fashion_cnn.onnx -o "$kd/oneshot_w2a2.fqc" \
-        --weights ternary --act-bits 2 --one-shot --epochs-per-stage 17 --lr 3e-3 \
-        --seed "$seed" --distill --summary-json "$kd/oneshot_w2a2.json" "${common[@]}" \
-        >"$kd/oneshot_w2a2.log"
+    gradual "$kd" "$seed" 1,1,1,3,1,10 --distill
+    oneshot "$kd" "$seed" --distill
 done
 
 LATE=$late KD="${kds[*]}" python3 - "${dirs[@]}" <<'PY' | tee reports/finetune_seeds.md
