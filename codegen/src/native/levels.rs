@@ -337,18 +337,26 @@ pub(super) mod avx2 {
     /// it was verified for.
     #[inline(always)]
     pub(crate) unsafe fn narrow_bytes(p: &Params, u8_out: bool, v: &[__m256i; 4]) -> __m256i {
+        pack_as(u8_out, &narrow_levels::<4>(p, v))
+    }
+
+    /// The first `NV` vectors of `v` by the i32 affine form `p` (offset folded:
+    /// `clamp((v·m + b) >> shift, lo, hi)`); vectors past `NV` hold `lo`.
+    ///
+    /// # Safety
+    /// AVX2 is available; `v` within the bound `p` was verified for.
+    #[inline(always)]
+    unsafe fn narrow_levels<const NV: usize>(p: &Params, v: &[__m256i; 4]) -> [__m256i; 4] {
         let m = _mm256_set1_epi32(p.m);
         let b = _mm256_set1_epi32(p.b as i32);
         let (lo, hi) = (_mm256_set1_epi32(p.lo), _mm256_set1_epi32(p.hi));
         let shift = _mm_cvtsi32_si128(p.shift);
-        let level = |x: __m256i| {
-            let f = _mm256_sra_epi32(_mm256_add_epi32(_mm256_mullo_epi32(x, m), b), shift);
-            _mm256_min_epi32(_mm256_max_epi32(f, lo), hi)
-        };
-        pack_as(
-            u8_out,
-            &[level(v[0]), level(v[1]), level(v[2]), level(v[3])],
-        )
+        let mut c = [lo; 4];
+        for (ci, vi) in c.iter_mut().zip(v).take(NV) {
+            let f = _mm256_sra_epi32(_mm256_add_epi32(_mm256_mullo_epi32(*vi, m), b), shift);
+            *ci = _mm256_min_epi32(_mm256_max_epi32(f, lo), hi);
+        }
+        c
     }
 
     /// Two vectors of 16 i16 as four of 8 i32, in column order.
@@ -371,36 +379,28 @@ pub(super) mod avx2 {
     /// always: its callers are, and the intrinsics inline into them.)
     #[inline(always)]
     unsafe fn affine<const NV: usize>(a: &Affine, ch: usize, v: &[__m256i; 4]) -> [__m256i; 4] {
-        let p = a.ch[ch];
-        let m = _mm256_set1_epi32(p.m);
-        let lo = _mm256_set1_epi32(p.lo);
-        let hi = _mm256_set1_epi32(p.hi);
-        let shift = _mm_cvtsi32_si128(p.shift);
-        if a.wide {
-            let off = _mm256_set1_epi32(p.off);
-            let b = _mm256_set1_epi64x(p.b);
-            // `vpmuldq` multiplies the even dwords; the odd ones are moved down first.
-            let scaled =
-                |x: __m256i| _mm256_srl_epi64(_mm256_add_epi64(_mm256_mul_epi32(x, m), b), shift);
-            let mut c = [off; 4];
-            for (ci, vi) in c.iter_mut().zip(v).take(NV) {
-                let even = scaled(*vi);
-                let odd = scaled(_mm256_srli_epi64::<32>(*vi));
-                let f = _mm256_blend_epi32::<0b1010_1010>(even, _mm256_slli_epi64::<32>(odd));
-                *ci = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(f, lo), hi), off);
-            }
-            c
-        } else {
+        let p = &a.ch[ch];
+        if !a.wide {
             // `b` fits i32 and the offset is folded into `b`, `lo` and `hi` when not
             // wide (`affine.rs`).
-            let b = _mm256_set1_epi32(p.b as i32);
-            let mut c = [lo; 4];
-            for (ci, vi) in c.iter_mut().zip(v).take(NV) {
-                let f = _mm256_sra_epi32(_mm256_add_epi32(_mm256_mullo_epi32(*vi, m), b), shift);
-                *ci = _mm256_min_epi32(_mm256_max_epi32(f, lo), hi);
-            }
-            c
+            return narrow_levels::<NV>(p, v);
         }
+        let m = _mm256_set1_epi32(p.m);
+        let (lo, hi) = (_mm256_set1_epi32(p.lo), _mm256_set1_epi32(p.hi));
+        let shift = _mm_cvtsi32_si128(p.shift);
+        let off = _mm256_set1_epi32(p.off);
+        let b = _mm256_set1_epi64x(p.b);
+        // `vpmuldq` multiplies the even dwords; the odd ones are moved down first.
+        let scaled =
+            |x: __m256i| _mm256_srl_epi64(_mm256_add_epi64(_mm256_mul_epi32(x, m), b), shift);
+        let mut c = [off; 4];
+        for (ci, vi) in c.iter_mut().zip(v).take(NV) {
+            let even = scaled(*vi);
+            let odd = scaled(_mm256_srli_epi64::<32>(*vi));
+            let f = _mm256_blend_epi32::<0b1010_1010>(even, _mm256_slli_epi64::<32>(odd));
+            *ci = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(f, lo), hi), off);
+        }
+        c
     }
 
     /// The level values (i16) of [`levels16`], before packing.

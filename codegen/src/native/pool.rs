@@ -18,8 +18,9 @@
 //! taps yields `qmin` (max) or 0 (sum). A max pool of bytes into the same type (e.g.
 //! ResNet-18's 3×3 stride-2 pool) does this on bytes, not i32: i8 mapped to unsigned
 //! order by `v ^ 0x80` (monotone), row maxima by byte-wise `max`, interior columns of
-//! stride 1 or 2 sixteen at a time (stride 2: the even bytes of a 32-byte load). Sums of low-bit values over a window are
-//! bounded by the plan (`taps·max|x|` fits i32), so the i32 adds are exact.
+//! stride 1 or 2 sixteen at a time (stride 2: the even bytes of a 32-byte load).
+//! Sums of low-bit values over a window are bounded by the plan (`taps·max|x|` fits
+//! i32), so the i32 adds are exact.
 
 use crate::emit::misc::{PoolKind, PoolSpec};
 use crate::emit::Elem;
