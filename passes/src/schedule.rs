@@ -53,7 +53,7 @@ use crate::{Pass, PassError, PassManager, PassRecord, PipelineOptions, Result};
 
 pub use handle::{ActPoint, FineTune, LayerInfo, LayerKind, NoFineTune, StageHandle, StageInfo};
 pub use inspect::{act_points, layer_infos, weight_sparsity};
-pub use spec::{write_bits, Schedule, StageBits, DEFAULT_SCHEDULE};
+pub use spec::{write_bits, LayerOverride, Schedule, StageBits, DEFAULT_SCHEDULE};
 
 /// A pass run, with the stage it ran in (`None`: once, before or after the stages).
 #[derive(Debug, Clone)]
@@ -413,7 +413,7 @@ fn resolve_layer_names(g: &Graph, schedule: &Schedule) -> Result<Schedule> {
     let mut out = schedule.clone();
     out.per_layer.clear();
     let mut seen = HashSet::new();
-    for (name, bits) in &schedule.per_layer {
+    for (name, overrides) in &schedule.per_layer {
         let hits: Vec<&String> = layers
             .iter()
             .filter(|(n, w)| {
@@ -425,7 +425,7 @@ fn resolve_layer_names(g: &Graph, schedule: &Schedule) -> Result<Schedule> {
             .collect();
         match hits.as_slice() {
             [one] if seen.insert((*one).clone()) => {
-                out.per_layer.insert((*one).clone(), *bits);
+                out.per_layer.insert((*one).clone(), overrides.clone());
             }
             [one] => {
                 return Err(PassError::Usage(format!(

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use fqc_dataset::LabelledSet;
 use fqc_ir::{DType, Graph, Op, Scale, Tensor, TensorData};
 use fqc_passes::schedule::{
-    compile_gradual, compile_gradual_observed, weight_sparsity, FineTune, NoFineTune, Schedule,
-    StageBits, StageHandle, StageInfo, DEFAULT_SCHEDULE,
+    compile_gradual, compile_gradual_observed, weight_sparsity, FineTune, LayerOverride,
+    NoFineTune, Schedule, StageBits, StageHandle, StageInfo, DEFAULT_SCHEDULE,
 };
 use fqc_passes::{
     pipeline, LayerBits, PassContext, PassError, PipelineOptions, QuantConfig, Range, WeightBits,
@@ -117,10 +117,13 @@ fn layer_overrides_reach_weights_for_and_acts_for() {
     s.add_layer_override("a=b=wt").unwrap();
     assert_eq!(
         s.per_layer.get("a=b"),
-        Some(&LayerBits {
-            weights: Some(WeightBits::Ternary),
-            acts: None
-        })
+        Some(&vec![LayerOverride {
+            bits: LayerBits {
+                weights: Some(WeightBits::Ternary),
+                acts: None
+            },
+            stages: None
+        }])
     );
     let base = QuantConfig {
         input_bits: 7,
@@ -138,6 +141,82 @@ fn layer_overrides_reach_weights_for_and_acts_for() {
         assert_eq!(c.acts_for("/fc2/Gemm"), 8);
         assert_eq!(c.weights_for("/conv2/Conv"), w);
         assert_eq!(c.acts_for("/conv2/Conv"), a);
+    }
+}
+
+#[test]
+fn staged_layer_overrides_hold_in_their_stages_only() {
+    let mut s = Schedule::parse("w8a8,w4a6,wta4").unwrap();
+    s.add_layer_override("conv1=w8@1-2").unwrap();
+    s.add_layer_override("fc2=a8@3").unwrap();
+    s.add_layer_override("fc2=w6").unwrap();
+    s.add_layer_override("fc2=w5@2").unwrap();
+    assert_eq!(
+        s.to_string(),
+        "w8a8,w4a6,wta4 conv1=w8@1-2 fc2=a8@3 fc2=w6 fc2=w5@2"
+    );
+    let base = QuantConfig::default();
+    let w = |i: usize, layer: &str| s.stage_config(i, &base).weights_for(layer);
+    let a = |i: usize, layer: &str| s.stage_config(i, &base).acts_for(layer);
+    assert_eq!(w(0, "conv1"), WeightBits::Bits(8));
+    assert_eq!(w(1, "conv1"), WeightBits::Bits(8));
+    assert_eq!(w(2, "conv1"), WeightBits::Ternary);
+    assert_eq!(a(1, "conv1"), 6);
+    // fc2: w6 in every stage, except stage 2 where the later `w5@2` wins; a8 in stage 3.
+    assert_eq!(
+        (0..3).map(|i| w(i, "fc2")).collect::<Vec<_>>(),
+        [
+            WeightBits::Bits(6),
+            WeightBits::Bits(5),
+            WeightBits::Bits(6)
+        ]
+    );
+    assert_eq!((0..3).map(|i| a(i, "fc2")).collect::<Vec<_>>(), [8, 6, 8]);
+
+    for (spec, piece) in [
+        ("conv1=w8@0", "counted from 1"),
+        ("conv1=w8@3-2", "counted from 1"),
+        ("conv1=w8@x", "counted from 1"),
+        ("conv1=w8@", "counted from 1"),
+        ("conv1=w8@1-4", "stage 4 is past the schedule's 3 stage(s)"),
+        ("conv1=w9@1", "weight bits"),
+    ] {
+        let msg = usage_msg(s.clone().add_layer_override(spec).expect_err(spec));
+        assert!(
+            msg.contains(piece),
+            "`{spec}`: `{piece}` missing from: {msg}"
+        );
+    }
+}
+
+#[test]
+fn a_layer_held_at_8_bits_until_a_stage_is_ternary_after_it() {
+    let opts = PipelineOptions {
+        stop_after: Some("fuse-activation".into()),
+        ..PipelineOptions::default()
+    };
+    let (w8, t) = (WeightBits::Bits(8), WeightBits::Ternary);
+    for (held, expected, stages) in [("1", DType::Ternary, [w8, t]), ("1-2", DType::I8, [w8, w8])] {
+        let mut s = Schedule::parse("w8a8,wta4").unwrap();
+        s.add_layer_override(&format!("conv1=w8@{held}")).unwrap();
+        let mut seen = StageWeights::default();
+        let out = compile_gradual(&model(), &s, &mut context(), &mut seen, &opts).unwrap();
+        assert_eq!(weight_dtype(&out.graph, "/conv1/Conv"), expected, "@{held}");
+        assert_eq!(weight_dtype(&out.graph, "/conv2/Conv"), DType::Ternary);
+        assert_eq!(seen.conv1, stages, "@{held}");
+    }
+}
+
+/// Records conv1's weight bits at every stage.
+#[derive(Default)]
+struct StageWeights {
+    conv1: Vec<WeightBits>,
+}
+
+impl FineTune for StageWeights {
+    fn after_stage(&mut self, _: &StageInfo, h: &mut StageHandle<'_>) -> fqc_passes::Result<()> {
+        self.conv1.push(h.layer("/conv1/Conv").unwrap().weights);
+        Ok(())
     }
 }
 

@@ -70,9 +70,11 @@ pub struct Args {
     /// Gradual requantization: stages `wXaY` (`wt` = ternary), e.g. `w8a8,w4a6,w3a4,w2a4`.
     #[arg(long)]
     schedule: Option<String>,
-    /// Per-layer bits for every stage, `NAME=wXaY` (NAME: node name or weight name such
-    /// as `conv1`); repeatable.
-    #[arg(long = "layer", value_name = "NAME=wXaY")]
+    /// Per-layer bits, `NAME=wXaY` (NAME: node name or weight name such as `conv1`) for
+    /// every stage, or `NAME=wXaY@A-B` for stages A..B only (counted from 1, e.g.
+    /// `conv1=w8@1-4`: 8-bit weights until stage 4, the schedule's bits after);
+    /// repeatable, a later one wins where both hold.
+    #[arg(long = "layer", value_name = "NAME=wXaY[@A-B]")]
     layers: Vec<String>,
     /// Calibration method: `mse`, `minmax` or `percentile:P` (e.g. `percentile:99.99`).
     #[arg(long, default_value = "mse")]

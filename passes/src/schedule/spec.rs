@@ -2,7 +2,10 @@
 //! `wXaY` (weight bits `X` = `t`/`2` for ternary or 3..8; activation bits `Y` = 2..8),
 //! e.g. METHOD.md's default `w8a8,w4a6,w3a4,w2a4`, plus per-layer overrides
 //! `NAME=wXaY` (or just `NAME=wX` / `NAME=aY`) that hold for every stage, e.g. to keep
-//! the first and last layers at 8 bits while the rest step down to ternary.
+//! the first and last layers at 8 bits while the rest step down to ternary, or only in
+//! some stages, `NAME=wXaY@A-B` (stages `A..=B`, counted from 1) or `NAME=wXaY@A`: the
+//! schedule then steps layers down at different stages, e.g. the first and last layers
+//! held at 8 bits until the others are ternary and trained, then made ternary too.
 //!
 //! Parsing is strict and every error names the offending piece, so a typo on the
 //! command line is one clear line instead of a silently different compile.
@@ -42,13 +45,29 @@ impl fmt::Display for StageBits {
     }
 }
 
+/// One per-layer override: bits, and the stages it holds in.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LayerOverride {
+    pub bits: LayerBits,
+    /// The stages (0-based, inclusive) the override holds in; `None`: every stage.
+    pub stages: Option<(usize, usize)>,
+}
+
+impl LayerOverride {
+    /// Whether the override holds in stage `i` (0-based).
+    pub fn holds_in(&self, i: usize) -> bool {
+        self.stages.is_none_or(|(a, b)| (a..=b).contains(&i))
+    }
+}
+
 /// A gradual requantization schedule: the stages in order and per-layer overrides.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Schedule {
     pub stages: Vec<StageBits>,
     /// Overrides by layer name (a Conv/Gemm node name, or an alias the driver resolves:
-    /// the layer's weight name without `.weight`), applied at every stage.
-    pub per_layer: BTreeMap<String, LayerBits>,
+    /// the layer's weight name without `.weight`), in the order given: where two hold
+    /// in the same stage, the later one's bits win.
+    pub per_layer: BTreeMap<String, Vec<LayerOverride>>,
 }
 
 impl Schedule {
@@ -81,13 +100,24 @@ impl Schedule {
         }
     }
 
-    /// Parses a per-layer override `NAME=wXaY`, `NAME=wX` or `NAME=aY`. The name is
+    /// Parses a per-layer override `NAME=wXaY`, `NAME=wX` or `NAME=aY`, each optionally
+    /// followed by `@A-B` or `@A` (the stages it holds in, counted from 1). The name is
     /// everything before the last `=`.
-    pub fn parse_layer(spec: &str) -> Result<(String, LayerBits)> {
-        let Some((name, bits)) = spec.rsplit_once('=') else {
+    pub fn parse_layer(spec: &str) -> Result<(String, LayerOverride)> {
+        let Some((name, rest)) = spec.rsplit_once('=') else {
             return Err(usage(format!(
                 "layer override `{spec}`: expected NAME=wXaY, like `/conv1/Conv=w8a8`"
             )));
+        };
+        let (bits, stages) = match rest.split_once('@') {
+            Some((bits, range)) => (
+                bits,
+                Some(
+                    parse_stage_range(range.trim())
+                        .map_err(|e| usage(format!("layer override `{spec}`: {e}")))?,
+                ),
+            ),
+            None => (rest, None),
         };
         let name = name.trim();
         if name.is_empty() {
@@ -97,13 +127,24 @@ impl Schedule {
         }
         let (weights, acts) =
             parse_bits(bits.trim()).map_err(|e| usage(format!("layer override `{spec}`: {e}")))?;
-        Ok((name.to_string(), LayerBits { weights, acts }))
+        let bits = LayerBits { weights, acts };
+        Ok((name.to_string(), LayerOverride { bits, stages }))
     }
 
-    /// Adds the override `NAME=wXaY` (a later override of the same layer wins).
+    /// Adds the override `NAME=wXaY[@A-B]` (where a later override of the same layer
+    /// holds too, its bits win). A stage range must lie within the schedule's stages.
     pub fn add_layer_override(&mut self, spec: &str) -> Result<()> {
-        let (name, bits) = Schedule::parse_layer(spec)?;
-        self.per_layer.insert(name, bits);
+        let (name, o) = Schedule::parse_layer(spec)?;
+        if let Some((_, last)) = o.stages {
+            if last >= self.stages.len() {
+                return Err(usage(format!(
+                    "layer override `{spec}`: stage {} is past the schedule's {} stage(s)",
+                    last + 1,
+                    self.stages.len()
+                )));
+            }
+        }
+        self.per_layer.entry(name).or_default().push(o);
         Ok(())
     }
 
@@ -115,10 +156,12 @@ impl Schedule {
             c.weights = s.weights;
             c.act_bits = s.act_bits;
         }
-        for (name, bits) in &self.per_layer {
-            let e = c.per_layer.entry(name.clone()).or_default();
-            e.weights = bits.weights.or(e.weights);
-            e.acts = bits.acts.or(e.acts);
+        for (name, overrides) in &self.per_layer {
+            for o in overrides.iter().filter(|o| o.holds_in(i)) {
+                let e = c.per_layer.entry(name.clone()).or_default();
+                e.weights = o.bits.weights.or(e.weights);
+                e.acts = o.bits.acts.or(e.acts);
+            }
         }
         c
     }
@@ -132,9 +175,16 @@ impl fmt::Display for Schedule {
             }
             write!(f, "{s}")?;
         }
-        for (name, b) in &self.per_layer {
-            write!(f, " {name}=")?;
-            write_bits(f, b.weights, b.acts)?;
+        for (name, overrides) in &self.per_layer {
+            for o in overrides {
+                write!(f, " {name}=")?;
+                write_bits(f, o.bits.weights, o.bits.acts)?;
+                match o.stages {
+                    Some((a, b)) if a == b => write!(f, "@{}", a + 1)?,
+                    Some((a, b)) => write!(f, "@{}-{}", a + 1, b + 1)?,
+                    None => {}
+                }
+            }
         }
         Ok(())
     }
@@ -159,6 +209,21 @@ pub fn write_bits(
 
 fn usage(msg: String) -> PassError {
     PassError::Usage(msg)
+}
+
+/// Parses `A-B` or `A` (stages counted from 1, `A <= B`) into 0-based bounds.
+fn parse_stage_range(s: &str) -> Result<(usize, usize)> {
+    let bad = || {
+        usage(format!(
+            "`@{s}`: expected stages `@A-B` or `@A`, counted from 1"
+        ))
+    };
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let stage = |t: &str| t.trim().parse::<usize>().ok().filter(|&n| n >= 1);
+    match (stage(a), stage(b)) {
+        (Some(a), Some(b)) if a <= b => Ok((a - 1, b - 1)),
+        _ => Err(bad()),
+    }
 }
 
 /// Parses `wXaY`, `wX` or `aY` into its optional halves.
