@@ -20,13 +20,10 @@
 # test top-1 (integer-only JIT) per seed, mean and spread.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet -p fqc
-fqc=${CARGO_TARGET_DIR:-target}/release/fqc
-[ -f data/fashion_train.npz ] || python3 scripts/fetch_fashion.py
-[ $# -gt 0 ] || set -- 1 2
-
-# common, gradual DIR SEED EPOCHS [ARG...], oneshot DIR SEED [ARG...]
+# builds fqc ($fqc), fetches the training split if missing; defines common,
+# gradual DIR SEED EPOCHS [ARG...] and oneshot DIR SEED [ARG...]
 source scripts/finetune_seeds_lib.sh
+[ $# -gt 0 ] || set -- 1 2
 
 dirs=()
 [ -f target/finetune/fashion_fl8/oneshot_w2a2.json ] && dirs+=(target/finetune/fashion_fl8)

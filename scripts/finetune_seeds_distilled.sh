@@ -17,13 +17,10 @@
 # (their run folders were not kept), mean ± sd, and the two targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet -p fqc
-fqc=${CARGO_TARGET_DIR:-target}/release/fqc
-[ -f data/fashion_train.npz ] || python3 scripts/fetch_fashion.py
-[ $# -gt 0 ] || set -- 3 4
-
-# common, gradual DIR SEED EPOCHS [ARG...], oneshot DIR SEED [ARG...]
+# builds fqc ($fqc), fetches the training split if missing; defines common,
+# gradual DIR SEED EPOCHS [ARG...] and oneshot DIR SEED [ARG...]
 source scripts/finetune_seeds_lib.sh
+[ $# -gt 0 ] || set -- 3 4
 
 for seed in "$@"; do
     name=fashion_fl8_distill_seed$seed

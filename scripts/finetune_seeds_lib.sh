@@ -1,7 +1,12 @@
-# Sourced by scripts/finetune_seeds.sh and scripts/finetune_seeds_distilled.sh: the
-# settings and the two kinds of run of the seed study (Fashion-MNIST CNN, first and last
-# layer at 8-bit weights), so both scripts run exactly the same command lines.
-# Needs $fqc, the fqc binary.
+# Sourced from the repository root by scripts/finetune_seeds.sh and
+# scripts/finetune_seeds_distilled.sh: builds fqc ($fqc), fetches the training split if
+# it is missing, and defines the settings and the two kinds of run of the seed study
+# (Fashion-MNIST CNN, first and last layer at 8-bit weights), so both scripts run
+# exactly the same command lines.
+
+cargo build --release --quiet -p fqc
+fqc=${CARGO_TARGET_DIR:-target}/release/fqc
+[ -f data/fashion_train.npz ] || python3 scripts/fetch_fashion.py
 
 common=(--train data/fashion_train.npz --test examples/fashion/fashion_test.npz
     --patience 0 --crop-pad 2 --hflip --layer /conv1/Conv=w8 --layer /fc2/Gemm=w8)
