@@ -57,7 +57,6 @@ pub mod pack;
 pub mod schema;
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use fqc_ir::Graph;
@@ -232,56 +231,18 @@ pub fn load_file(path: impl AsRef<Path>) -> Result<Graph, ArtifactError> {
     load(&bytes)
 }
 
-/// [`try_save`]s `g` to `path` atomically: the bytes go to a fresh temporary file in
-/// the same folder, are flushed to disk, and the temporary file is renamed over `path`
-/// (atomic on one file system). On any failure the temporary file is removed and an
-/// existing file at `path` is left untouched.
+/// [`try_save`]s `g` to `path` as `fqc_files::write` writes every file: a regular file
+/// atomically (a fresh temporary file in the same folder, synced, then renamed over
+/// `path`; on any failure the temporary file is removed and an existing file at `path`
+/// is left untouched), an existing device node or FIFO in place.
 pub fn save_file(path: impl AsRef<Path>, g: &Graph) -> Result<(), ArtifactError> {
     let path = path.as_ref();
     let bytes = try_save(g)?;
-    let file_name = path.file_name().ok_or_else(|| ArtifactError::Io {
+    fqc_files::write(path, &bytes).map_err(|e| ArtifactError::Io {
         path: path.to_path_buf(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"),
-    })?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let (file, tmp) = create_temp(&dir, &file_name.to_string_lossy())?;
-    let result = write_and_sync(file, &bytes)
-        .and_then(|()| fs::rename(&tmp, path))
-        .map_err(io_err(path));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// Creates a new, uniquely named temporary file in `dir` (never an existing one).
-fn create_temp(dir: &Path, base: &str) -> Result<(fs::File, PathBuf), ArtifactError> {
-    let pid = std::process::id();
-    let mut last = None;
-    for attempt in 0..64u32 {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let tmp = dir.join(format!(".{base}.{pid}.{nanos:09}.{attempt}.tmp"));
-        match fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-        {
-            Ok(f) => return Ok((f, tmp)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
-            Err(e) => return Err(io_err(&tmp)(e)),
-        }
-    }
-    Err(io_err(dir)(last.unwrap_or_else(|| {
-        std::io::Error::other("cannot create a temporary file")
-    })))
-}
-
-fn write_and_sync(mut file: fs::File, bytes: &[u8]) -> std::io::Result<()> {
-    file.write_all(bytes)?;
-    file.sync_all()
+        source: match e {
+            fqc_files::FileError::Io { error, .. } => error,
+            other => std::io::Error::other(other.to_string()),
+        },
+    })
 }
