@@ -93,6 +93,26 @@ impl Tensor {
         }
     }
 
+    /// The first element that is NaN or infinite (its flat index and value), for f32
+    /// tensors; None when every element is finite or the tensor is not f32.
+    pub fn first_non_finite(&self) -> Option<(usize, f32)> {
+        let v = self.as_f32()?;
+        v.iter().position(|x| !x.is_finite()).map(|i| (i, v[i]))
+    }
+
+    /// The multi-index `[i0, i1, ...]` of flat (row-major) index `flat` in this shape.
+    pub fn index_of(&self, flat: usize) -> Vec<usize> {
+        let mut rest = flat;
+        let mut idx = vec![0; self.shape.len()];
+        for (k, &d) in self.shape.iter().enumerate().rev() {
+            if d > 0 {
+                idx[k] = rest % d;
+                rest /= d;
+            }
+        }
+        idx
+    }
+
     /// The static shape of this tensor (all dimensions fixed).
     pub fn static_shape(&self) -> Shape {
         Shape::fixed(&self.shape.iter().map(|&d| d as u64).collect::<Vec<_>>())

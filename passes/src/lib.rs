@@ -10,6 +10,7 @@ pub mod const_fold;
 pub mod context;
 pub mod dce;
 mod edit;
+pub mod finite;
 pub mod fold_batchnorm;
 pub mod fuse_activation;
 pub mod integer_report;

@@ -136,6 +136,8 @@ pub fn compile_gradual_observed(
         return Err(PassError::Usage("the schedule has no stages".into()));
     }
     let schedule = resolve_layer_names(float_graph, schedule)?;
+    crate::finite::check_constants(float_graph)?;
+    crate::finite::check_calibration(&cx.calib_inputs)?;
     let base = cx.config.clone();
     let mut out = CompileOutput {
         graph: float_graph.clone(),
