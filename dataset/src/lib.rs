@@ -168,9 +168,14 @@ impl LabelledSet {
     /// Loads split `split` of an `.npz`: keys `x_<split>` / `y_<split>`, or plain `x` / `y`
     /// when the file holds a single unnamed split.
     pub fn load_npz(path: &Path, split: &str) -> Result<LabelledSet> {
-        let mut npz = npz::Npz::open(path)?;
+        LabelledSet::from_npz(&mut npz::Npz::open(path)?, split)
+    }
+
+    /// [`LabelledSet::load_npz`] from an open archive.
+    pub fn from_npz(npz: &mut npz::Npz, split: &str) -> Result<LabelledSet> {
+        let path = npz.path().to_string();
         let file_err = |msg: String| DataError::File {
-            path: path.display().to_string(),
+            path: path.clone(),
             msg,
         };
         let (xk, yk) = if npz.contains(&format!("x_{split}")) {
@@ -185,6 +190,12 @@ impl LabelledSet {
         };
         let x = npz.read(&xk)?;
         let y = npz.read(&yk)?;
+        if y.shape.len() != 1 {
+            return Err(file_err(format!(
+                "`{yk}` must be a 1-D array of class labels, got shape {:?}",
+                y.shape
+            )));
+        }
         if x.shape.len() != 4 {
             return Err(file_err(format!(
                 "`{xk}` must be N×C×H×W, got shape {:?}",
@@ -212,6 +223,37 @@ impl LabelledSet {
 
     pub fn len(&self) -> usize {
         self.y.len()
+    }
+
+    /// Checks that every label is a class index in `0..classes` (the model's output
+    /// width); the error names the first label that is not.
+    pub fn check_labels(&self, classes: usize) -> Result<()> {
+        match self
+            .y
+            .iter()
+            .position(|&y| y < 0 || y as u64 >= classes as u64)
+        {
+            Some(i) => Err(DataError::Format(format!(
+                "label {i} is {}, not a class of the model (0 to {})",
+                self.y[i],
+                classes.saturating_sub(1)
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks that every pixel is a finite number (float32 images may hold NaN or
+    /// infinities); the error names the first that is not, by image and index.
+    pub fn check_finite(&self) -> Result<()> {
+        if let Some((i, v)) = self.x.first_non_finite() {
+            let idx = self.x.index_of(i);
+            return Err(DataError::Format(format!(
+                "image {} holds {v} at {:?}; images must be finite numbers",
+                idx[0],
+                &idx[1..]
+            )));
+        }
+        Ok(())
     }
 
     pub fn is_empty(&self) -> bool {

@@ -5,17 +5,21 @@
 //! bounded by it, so a zip bomb or a lying header cannot make us allocate without limit.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 
 use fqc_ir::Tensor;
 
 use crate::{npy, DataError, Result, MAX_ELEMENTS};
 
+/// What an archive is read from: a file, or bytes in memory.
+trait Source: Read + Seek + Send {}
+impl<T: Read + Seek + Send> Source for T {}
+
 /// An open `.npz` archive.
 pub struct Npz {
     path: String,
-    archive: zip::ZipArchive<BufReader<File>>,
+    archive: zip::ZipArchive<Box<dyn Source>>,
 }
 
 impl std::fmt::Debug for Npz {
@@ -31,11 +35,25 @@ impl Npz {
             path: p.clone(),
             source,
         })?;
-        let archive = zip::ZipArchive::new(BufReader::new(file)).map_err(|e| DataError::File {
-            path: p.clone(),
+        Npz::from_source(p, Box::new(BufReader::new(file)))
+    }
+
+    /// An archive held in memory; `name` stands for its path in messages.
+    pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<Npz> {
+        Npz::from_source(name.to_string(), Box::new(std::io::Cursor::new(bytes)))
+    }
+
+    fn from_source(path: String, source: Box<dyn Source>) -> Result<Npz> {
+        let archive = zip::ZipArchive::new(source).map_err(|e| DataError::File {
+            path: path.clone(),
             msg: format!("not a .npz archive: {e}"),
         })?;
-        Ok(Npz { path: p, archive })
+        Ok(Npz { path, archive })
+    }
+
+    /// The path (or name) the archive was opened from.
+    pub fn path(&self) -> &str {
+        &self.path
     }
 
     /// Array names in the archive.

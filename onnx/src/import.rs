@@ -8,7 +8,8 @@ use fqc_ir::{Dim, Graph, Shape, TensorType};
 use crate::error::{OnnxError, Result};
 use crate::lower::{lower_node, Importer, Val};
 use crate::proto::{
-    tensor_proto::DataType, tensor_shape_proto::dimension, type_proto, ModelProto, ValueInfoProto,
+    tensor_proto::DataType, tensor_shape_proto::dimension, type_proto, ModelProto, NodeProto,
+    ValueInfoProto,
 };
 use crate::tensor::{decode, Budget, External};
 
@@ -91,6 +92,35 @@ fn input_type(vi: &ValueInfoProto) -> Result<TensorType> {
 }
 
 /// Lowers a decoded model to IR.
+/// Refuses a node output whose name is already defined — by an initializer, a graph
+/// input or an earlier node: ONNX graphs are in single-assignment form, and a second
+/// definition would silently rebind the name for every later use.
+fn check_single_definitions(imp: &Importer, nodes: &[NodeProto], opset: i64) -> Result<()> {
+    let mut defined: HashSet<&str> = imp.vals.keys().map(String::as_str).collect();
+    for (j, n) in nodes.iter().enumerate() {
+        for o in n.output.iter().filter(|o| !o.is_empty()) {
+            if !defined.insert(o) {
+                let name = if n.name().is_empty() {
+                    format!("{}_{j}", n.op_type())
+                } else {
+                    n.name().to_string()
+                };
+                return Err(OnnxError::Node {
+                    node: crate::error::one_line(&name),
+                    op_type: crate::error::one_line(n.op_type()),
+                    domain: crate::error::one_line(crate::error::domain_name(n.domain())),
+                    opset,
+                    msg: format!(
+                        "output `{}` is already defined (ONNX defines each value once)",
+                        crate::error::one_line(o)
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn import_model(mut model: ModelProto, ext: External) -> Result<Graph> {
     let opset = default_opset(&model)?;
     let mut graph = model
@@ -134,21 +164,28 @@ pub(crate) fn import_model(mut model: ModelProto, ext: External) -> Result<Graph
         let v = imp.g.add_const(Some(name.clone()), ty, t);
         imp.vals.insert(name, Val::Ir(v));
     }
+    let initializers: HashSet<String> = imp.vals.keys().cloned().collect();
     graph.initializer.clear();
     for vi in &graph.input {
         let name = vi.name();
-        if imp.vals.contains_key(name) {
+        if initializers.contains(name) {
             // Old IR versions list initializers as inputs too: they are constants.
             continue;
         }
         if name.is_empty() {
             return Err(model_err("a graph input has no name"));
         }
+        if imp.vals.contains_key(name) {
+            return Err(model_err(format!(
+                "graph input `{name}` is listed twice (ONNX names each value once)"
+            )));
+        }
         let ty = input_type(vi)?;
         let v = imp.g.add_input(name, ty);
         imp.vals.insert(name.to_string(), Val::Ir(v));
     }
     let nodes = std::mem::take(&mut graph.node);
+    check_single_definitions(&imp, &nodes, opset)?;
     for i in 0..nodes.len() {
         if imp.absorbed.contains(&i) {
             continue;
