@@ -176,6 +176,28 @@ impl Arena {
     }
 }
 
+/// Most bytes of activation buffers one arena may hold (all steps, the whole batch):
+/// a batch that needs more is refused before anything is allocated.
+pub const MAX_ARENA_BYTES: u64 = 1 << 35;
+
+/// Bytes of memory the system can still give (`MemAvailable` of `/proc/meminfo`), where
+/// that is known. Linux overcommits: an allocation larger than this may succeed and the
+/// process be killed later, when the buffers are touched, so arenas are checked first.
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// `n` zero bytes, or an error instead of an abort when the allocation fails.
+fn zeroed(n: usize) -> std::result::Result<Vec<u8>, std::collections::TryReserveError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)?;
+    v.resize(n, 0);
+    Ok(v)
+}
+
 /// A graph compiled to machine code.
 ///
 /// `Send + Sync`: the machine code is immutable after `compile` returns, and a run
@@ -376,14 +398,32 @@ impl CompiledGraph {
             }
         }
         if fresh || batch > arena.batch {
-            let too_big = || CodegenError::Input(format!("batch {batch} is too large"));
+            let sizes: Option<Vec<usize>> = self.plan.bufs.iter().map(|b| b.bytes(batch)).collect();
+            let total = sizes
+                .as_ref()
+                .and_then(|s| s.iter().try_fold(0usize, |a, &n| a.checked_add(n)))
+                .filter(|&t| t as u64 <= MAX_ARENA_BYTES)
+                .ok_or_else(|| {
+                    CodegenError::Input(format!(
+                        "batch {batch} needs more than {} GiB of activation buffers",
+                        MAX_ARENA_BYTES >> 30
+                    ))
+                })?;
+            if let Some(avail) = available_memory().filter(|&a| total as u64 > a) {
+                return Err(CodegenError::Input(format!(
+                    "batch {batch} needs {:.1} GiB of activation buffers; this machine has \
+                     {:.1} GiB available",
+                    total as f64 / f64::from(1u32 << 30),
+                    avail as f64 / f64::from(1u32 << 30)
+                )));
+            }
             let mut bufs = Vec::with_capacity(self.plan.bufs.len());
-            for b in &self.plan.bufs {
-                let n = b
-                    .bytes(batch)
-                    .filter(|&n| n <= 1 << 33)
-                    .ok_or_else(too_big)?;
-                bufs.push(vec![0u8; n]);
+            for n in sizes.unwrap_or_default() {
+                bufs.push(zeroed(n).map_err(|_| {
+                    CodegenError::Input(format!(
+                        "batch {batch}: cannot allocate {total} bytes of activation buffers"
+                    ))
+                })?);
             }
             arena.bufs = bufs;
             arena.batch = batch;

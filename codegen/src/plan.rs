@@ -203,8 +203,17 @@ pub(crate) fn plan(g: &Graph, force: Option<ConvForm>) -> Result<Plan> {
         p.node(g.node(n))?;
     }
     for &v in g.outputs() {
-        let id = *p.buf_of.get(&v).ok_or_else(|| {
-            CodegenError::Invalid(format!("output %{} is not computed by a node", v.0))
+        // A graph whose output is one of its inputs or a constant is valid IR (the
+        // interpreter runs it) but no compiler makes one; the JIT only writes node
+        // results, so it declines such a graph instead of calling it invalid.
+        let id = *p.buf_of.get(&v).ok_or_else(|| CodegenError::Unsupported {
+            node: g
+                .value(v)
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("%{}", v.0)),
+            op: "output",
+            msg: "a graph output that is a graph input or a constant, not a node's result".into(),
         })?;
         let dims = &g.ty(v).shape.0;
         let rest = dims.iter().skip(1).map(|d| d.resolve(1) as usize).collect();

@@ -7,10 +7,10 @@ use crate::artifact::ArtifactError;
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     /// The `.fqc` artifact cannot be read or is not valid (corrupt, truncated, newer, …).
-    #[error("{0}")]
+    #[error(transparent)]
     Artifact(#[from] ArtifactError),
     /// The JIT refused the graph, or an internal run error.
-    #[error("{0}")]
+    #[error(transparent)]
     Codegen(#[from] fqc_codegen::CodegenError),
     /// The model is valid but not runnable by a session (e.g. several inputs).
     #[error("unsupported model: {0}")]

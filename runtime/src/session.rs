@@ -8,7 +8,8 @@
 //!   workers, their partial outputs before they are joined).
 //! * **Checked input.** The element type and the shape (`[N, C, H, W]` against the
 //!   model's input, `N ≥ 1`, data length = product of the shape) are checked before
-//!   anything runs, with one error naming what was expected and what came.
+//!   anything runs, with one error naming what was expected and what came; so is every
+//!   f32 element (NaN and infinities are refused, naming the first).
 //! * **Threads.** [`Session::threads`] splits the batch into contiguous slices, one per
 //!   scoped worker thread, each running the shared machine code in its own arena; a
 //!   batch of one image runs in one arena whose helper
@@ -115,10 +116,26 @@ impl Session {
         Ok(n)
     }
 
+    /// The model this session runs.
+    pub fn model(&self) -> crate::Model {
+        crate::Model {
+            inner: self.model.clone(),
+        }
+    }
+
     /// Runs the model on f32 NCHW `input` (quantized at the model's boundary) and
-    /// returns its first output (e.g. `[N, 10]` f32 logits).
+    /// returns its first output (e.g. `[N, 10]` f32 logits). A NaN or infinite input
+    /// element is refused: the input quantizer would clamp it to a level, and the model
+    /// would answer as if it were a real pixel value.
     pub fn run(&mut self, input: &Tensor) -> Result<Tensor> {
         let batch = self.check(input, "f32")?;
+        if let Some((i, v)) = input.first_non_finite() {
+            return Err(RuntimeError::Input(format!(
+                "element {:?} of input `{}` is {v}; inputs must be finite numbers",
+                input.index_of(i),
+                self.model.input.name
+            )));
+        }
         self.run_checked(input, batch)
     }
 
@@ -198,17 +215,22 @@ impl Session {
                 .iter_mut()
                 .zip(&self.slices)
                 .map(|(arena, x)| {
-                    s.spawn(move || -> Result<Tensor> {
-                        first_output(jit.run_in(arena, std::slice::from_ref(x))?)
-                    })
+                    std::thread::Builder::new()
+                        .name("fqc-worker".into())
+                        .spawn_scoped(s, move || -> Result<Tensor> {
+                            first_output(jit.run_in(arena, std::slice::from_ref(x))?)
+                        })
                 })
                 .collect();
             handles
                 .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
+                .map(|h| match h {
+                    Ok(h) => h.join().unwrap_or_else(|_| {
                         Err(RuntimeError::Model("a worker thread panicked".into()))
-                    })
+                    }),
+                    Err(e) => Err(RuntimeError::Model(format!(
+                        "cannot start a worker thread: {e}"
+                    ))),
                 })
                 .collect()
         });

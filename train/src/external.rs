@@ -49,7 +49,7 @@ const STDERR_LINES: usize = 8;
 pub enum ExternalError {
     #[error("--finetune-cmd: {0}")]
     Template(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Export(#[from] qdq_export::ExportError),
     #[error("{path}: {source}")]
     Io {
@@ -138,16 +138,7 @@ impl ExternalCommand {
 
     /// The `{in}` and `{out}` paths of a stage.
     pub fn stage_paths(&self, stage: &StageInfo) -> (PathBuf, PathBuf) {
-        let label: String = stage
-            .label
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
-        let stem = format!("stage{}_{label}", stage.index + 1);
-        (
-            self.work_dir.join(format!("{stem}.onnx")),
-            self.work_dir.join(format!("{stem}.out.onnx")),
-        )
+        stage_paths_in(&self.work_dir, stage.index, &stage.label)
     }
 
     /// The command line for `input` / `output`.
@@ -193,6 +184,20 @@ impl ExternalCommand {
         self.history.push(changes);
         Ok(())
     }
+}
+
+/// The `{in}` and `{out}` paths of stage `index` (from 0) labelled `label` in `dir`:
+/// the files the hook writes (and, for `{out}`, removes before the command runs).
+pub fn stage_paths_in(dir: &Path, index: usize, label: &str) -> (PathBuf, PathBuf) {
+    let label: String = label
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let stem = format!("stage{}_{label}", index + 1);
+    (
+        dir.join(format!("{stem}.onnx")),
+        dir.join(format!("{stem}.out.onnx")),
+    )
 }
 
 impl FineTune for ExternalCommand {

@@ -570,7 +570,10 @@ impl FineTune for QatFineTune {
         let (report, net, params) = self.train_stage(stage, handle).map_err(err)?;
         write_back(&net, &params, handle).map_err(err)?;
         if self.cfg.print_stages {
-            println!("{report}");
+            // A closed or full stdout must not end hours of training: the line is
+            // progress information, and the caller reports its own write failures.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stdout().lock(), "{report}");
         }
         self.reports.push(report);
         Ok(())

@@ -83,11 +83,18 @@ pub(super) fn run_split(
     let results: Vec<Result<Vec<Tensor>>> = std::thread::scope(|s| {
         let handles: Vec<_> = chunks
             .iter()
-            .map(|chunk| s.spawn(move || execute(g, plan, chunk.iter().map(|c| &**c).collect())))
+            .map(|chunk| {
+                std::thread::Builder::new().spawn_scoped(s, move || {
+                    execute(g, plan, chunk.iter().map(|c| &**c).collect())
+                })
+            })
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .map(|h| match h {
+                Ok(h) => h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
+                Err(e) => Err(IrError::Input(format!("cannot start a worker thread: {e}"))),
+            })
             .collect()
     });
     let parts: Vec<Vec<Tensor>> = results.into_iter().collect::<Result<_>>()?;
