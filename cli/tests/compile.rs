@@ -190,7 +190,10 @@ fn bad_requests_are_one_error_line() {
     std::fs::copy(&model, &copy).unwrap();
     let before = std::fs::read(&copy).unwrap();
     let c = copy.to_str().unwrap();
-    fails(&["compile", c, "-o", c, "--data", &data], &["overwrite"]);
+    fails(
+        &["compile", c, "-o", c, "--data", &data],
+        &["same file as the model", "nothing was written"],
+    );
     assert_eq!(std::fs::read(&copy).unwrap(), before);
     assert!(!out.exists());
     std::fs::remove_dir_all(dir).ok();

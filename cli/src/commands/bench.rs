@@ -19,25 +19,29 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use fqc_ir::{Tensor, TensorData};
 
+use crate::limits;
+use crate::out::outln;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Compiled model (.fqc).
     model: PathBuf,
-    /// Images per run.
-    #[arg(long, default_value_t = 1)]
+    /// Images per run, 1..=1048576 (and the batch may hold at most 2^30 input
+    /// elements).
+    #[arg(long, default_value_t = 1, value_parser = limits::batch())]
     batch: usize,
-    /// Worker threads (the batch is split between them; one image has its
-    /// convolutions' output channels split instead).
-    #[arg(long, default_value_t = 1)]
+    /// Worker threads, 1..=1024, clamped to the machine's cores (the batch is split
+    /// between them; one image has its convolutions' output channels split instead).
+    #[arg(long, default_value_t = 1, value_parser = limits::threads())]
     threads: usize,
-    /// Timed runs, at least (the median is reported).
-    #[arg(long, default_value_t = 30)]
+    /// Timed runs, at least, 1..=1000000 (the median is reported).
+    #[arg(long, default_value_t = 30, value_parser = limits::runs())]
     runs: usize,
-    /// Untimed runs before timing.
-    #[arg(long, default_value_t = 5)]
+    /// Untimed runs before timing, 0..=1000000.
+    #[arg(long, default_value_t = 5, value_parser = limits::warmup())]
     warmup: usize,
-    /// Keep timing runs until at least this many seconds have passed (and at least
-    /// `--runs` runs were timed).
+    /// Keep timing runs until at least this many seconds have passed (0..=3600; and at
+    /// least `--runs` runs were timed; at most 100000 runs).
     #[arg(long, default_value_t = 0.0)]
     min_secs: f64,
     /// Print one JSON object line instead of text.
@@ -82,26 +86,32 @@ fn json_string(s: &str) -> String {
 }
 
 /// `numel` pixel values 0..=255 from a fixed-seed LCG.
-fn pseudo_random_pixels(numel: usize) -> Vec<f32> {
+fn pseudo_random_pixels(numel: usize) -> Result<Vec<f32>> {
     let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-    (0..numel)
-        .map(|_| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 56) as f32
-        })
-        .collect()
+    let mut v = buffer(numel)?;
+    v.extend((0..numel).map(|_| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 56) as f32
+    }));
+    Ok(v)
+}
+
+/// An empty vector with room for `numel` values, or an error (not an abort) when the
+/// memory is not there.
+fn buffer(numel: usize) -> Result<Vec<f32>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(numel)
+        .with_context(|| format!("cannot allocate an input of {numel} elements"))?;
+    Ok(v)
 }
 
 /// The first `shape[0]` images of the `.npy` at `path` (cycled if it holds fewer),
 /// checked against the model's image shape `shape[1..]`.
-fn images_from(path: &std::path::Path, shape: &[usize]) -> Result<Vec<f32>> {
+fn images_from(path: &std::path::Path, shape: &[usize], numel: usize) -> Result<Vec<f32>> {
     let shown = path.display();
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {shown}"))?;
-    let t = fqc_dataset::npy::read(&bytes)
-        .and_then(fqc_dataset::to_model_input)
-        .with_context(|| format!("{shown}"))?;
+    let t = super::read_input(path)?;
     let TensorData::F32(v) = t.data else {
         bail!("{shown}: expected float32 or uint8 images");
     };
@@ -116,30 +126,35 @@ fn images_from(path: &std::path::Path, shape: &[usize]) -> Result<Vec<f32>> {
                 .join(", ")
         );
     }
-    let numel: usize = shape.iter().product();
-    Ok(v.iter().copied().cycle().take(numel).collect())
+    let mut out = buffer(numel)?;
+    out.extend(v.iter().copied().cycle().take(numel));
+    Ok(out)
 }
 
 pub fn main(args: Args) -> Result<()> {
-    if args.batch == 0 || args.runs == 0 {
-        bail!("--batch and --runs must be at least 1");
+    if !(args.min_secs.is_finite() && (0.0..=3600.0).contains(&args.min_secs)) {
+        bail!("--min-secs must be a number of seconds from 0 to 3600");
     }
-    if !(args.min_secs.is_finite() && args.min_secs >= 0.0) {
-        bail!("--min-secs must be a non-negative number of seconds");
-    }
+    let threads = limits::clamp_threads(args.threads, 1);
     let shown = args.model.display();
     let fqc_bytes = std::fs::metadata(&args.model)
         .with_context(|| format!("cannot read {shown}"))?
         .len();
     let graph = crate::model::load(&args.model)?;
     let model = fqc_runtime::Model::from_graph(graph).with_context(|| format!("{shown}"))?;
-    let mut session = model.session().threads(args.threads);
+    let mut session = model.session().threads(threads);
     let mut shape = vec![args.batch];
     shape.extend(model.input_item_shape());
-    let numel: usize = shape.iter().product();
+    let numel = limits::input_elements(&shape).with_context(|| {
+        format!(
+            "--batch {}: an input of shape {shape:?} is more than the limit of {} elements",
+            args.batch,
+            limits::MAX_INPUT_ELEMENTS
+        )
+    })?;
     let data = match &args.input {
-        Some(path) => images_from(path, &shape)?,
-        None => pseudo_random_pixels(numel),
+        Some(path) => images_from(path, &shape, numel)?,
+        None => pseudo_random_pixels(numel)?,
     };
     let x = Tensor {
         shape,
@@ -164,11 +179,11 @@ pub fn main(args: Args) -> Result<()> {
     let images_per_s = args.batch as f64 / median;
     let gmacs = macs / median / 1e9;
     if args.json {
-        println!(
+        outln!(
             "{{\"model\":{},\"batch\":{},\"threads\":{},\"runs\":{},\"median_ms\":{:.4},\"min_ms\":{:.4},\"compile_ms\":{:.3},\"macs_per_image\":{},\"gmacs\":{:.3},\"images_per_s\":{:.2},\"fqc_bytes\":{}}}",
             json_string(&shown.to_string()),
             args.batch,
-            args.threads.max(1),
+            threads,
             times.len(),
             median * 1e3,
             times[0] * 1e3,
@@ -177,33 +192,33 @@ pub fn main(args: Args) -> Result<()> {
             gmacs,
             images_per_s,
             fqc_bytes
-        );
+        )?;
         return Ok(());
     }
-    println!("model: {shown}");
-    println!(
+    outln!("model: {shown}")?;
+    outln!(
         "JIT compile: {compile_ms:.2} ms ({} MACs/image)",
         model.macs_per_image()
-    );
-    println!("kernels: {}", form_counts(model.kernel_forms()));
-    println!(
+    )?;
+    outln!("kernels: {}", form_counts(model.kernel_forms()))?;
+    outln!(
         "batch {}, {} thread(s), median of {} runs after {} warm-up: {:.3} ms (min {:.3} ms, max {:.3} ms)",
         args.batch,
-        args.threads.max(1),
+        threads,
         times.len(),
         args.warmup,
         median * 1e3,
         times[0] * 1e3,
         times[times.len() - 1] * 1e3
-    );
+    )?;
     let pct = |p: usize| times[(times.len() - 1) * p / 100] * 1e3;
-    println!(
+    outln!(
         "percentiles: p10 {:.3} ms, p25 {:.3} ms, p75 {:.3} ms, p90 {:.3} ms",
         pct(10),
         pct(25),
         pct(75),
         pct(90)
-    );
-    println!("{images_per_s:.0} images/s, {gmacs:.2} GMAC/s");
+    )?;
+    outln!("{images_per_s:.0} images/s, {gmacs:.2} GMAC/s")?;
     Ok(())
 }

@@ -20,13 +20,13 @@
 
 mod check;
 mod report;
+mod sanity;
 mod tune;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use fqc_dataset::LabelledSet;
 use fqc_ir::Tensor;
 use fqc_passes::schedule::{
     compile_gradual_observed, CompileOutput, Schedule, StageBits, DEFAULT_SCHEDULE,
@@ -34,7 +34,9 @@ use fqc_passes::schedule::{
 use fqc_passes::{CalibMethod, PassContext, PipelineOptions, QuantConfig, WeightBits};
 
 use crate::commands::eval::{hits, predictions};
-use crate::commands::run::Engine;
+use crate::commands::run::{output_width, Engine};
+use crate::out::{out, outln};
+use fqc_files::Guard;
 
 /// Calibration batch size (images per interpreter call while calibrating).
 const CALIB_BATCH: usize = 64;
@@ -58,6 +60,11 @@ pub struct Args {
     /// Number of images to calibrate on (the first ones of --calib / --data).
     #[arg(long, default_value_t = 256)]
     calib_images: usize,
+    /// After compiling, compare the quantized model with the float one on up to this
+    /// many held-out images (top-1 agreement, output cosine; a warning below 90%
+    /// agreement); 0 skips the check.
+    #[arg(long, default_value_t = 256, value_parser = crate::limits::images())]
+    check_images: usize,
     /// Weight bits of a one-stage compile: `ternary` (= 2) or 3..8.
     #[arg(long, conflicts_with = "schedule")]
     weights: Option<String>,
@@ -99,7 +106,7 @@ pub struct Args {
 pub fn main(args: Args) -> Result<()> {
     let schedule = schedule(&args)?;
     let calib = parse_calib_method(&args.calib_method)?;
-    refuse_overwrite(&args.model, &args.output)?;
+    claim_files(&args, &schedule)?;
     if args.calib.is_none() && args.data.is_none() && args.tune.train.is_none() {
         bail!(
             "no calibration data: give --data IMAGES.npz (labelled images, e.g. the training split) or --calib INPUTS.npy"
@@ -118,14 +125,14 @@ pub fn main(args: Args) -> Result<()> {
             graph.inputs().len()
         );
     }
-    let (calib_inputs, calib_note) = calibration(&args)?;
+    let calibration = calibration(&args)?;
     let mut cx = PassContext {
         config: QuantConfig {
             input_bits: args.input_bits,
             calib,
             ..QuantConfig::default()
         },
-        calib_inputs,
+        calib_inputs: calibration.batches,
         ..PassContext::default()
     };
     let opts = PipelineOptions {
@@ -133,7 +140,7 @@ pub fn main(args: Args) -> Result<()> {
         print_all: args.print_all,
         stop_after: args.stop_after.clone(),
     };
-    let (mut hook, val) = tune::finetune_hook(&args.tune, &args.output)?;
+    let (mut hook, val) = tune::finetune_hook(&args.tune, &args.output, output_width(&graph))?;
     let mut checker = check::Checker::new(&args.check)?;
     let wants_stages = checker.wants_stages();
     let out = {
@@ -146,37 +153,49 @@ pub fn main(args: Args) -> Result<()> {
             wants_stages.then_some(&mut observe);
         compile_gradual_observed(&graph, &schedule, &mut cx, hook.as_dyn(), &opts, observer)?
     };
-    print_ir(&out);
+    print_ir(&out)?;
     if let Some(pass) = &out.stopped_after {
         if !args.print_all && !args.print_after.contains(pass) {
-            print!("{}", fqc_ir::text::print(&out.graph));
+            out!("{}", fqc_ir::text::print(&out.graph))?;
         }
         let names = fqc_passes::pipeline().names();
         let pos = |n: &str| names.iter().position(|p| *p == n);
         if pos(pass) < pos("integerize") || pos("integerize").is_none() {
-            println!(
+            outln!(
                 "stopped after `{pass}` (before integerize): no artifact written to {}",
                 args.output.display()
-            );
+            )?;
             return Ok(());
         }
     }
-    let report = report::report(&args, &schedule, &out, &cx, &calib_note)?;
-    print!("{report}");
+    let bytes = fqc_runtime::artifact::try_save(&out.graph)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    fqc_files::write(&args.output, &bytes)?;
+    let report = report::report(&args, &schedule, &out, &cx, &calibration.note, bytes.len())?;
+    out!("{report}")?;
     let mut val_top1 = None;
     if let Some(val) = &val {
         if out.stopped_after.is_none() {
             let mut jit = Engine::from_graph(out.graph.clone(), true, 2)?;
             let acc = hits(&predictions(&mut jit, val, val.len(), 256)?, &val.y) as f64
                 / val.len().max(1) as f64;
-            println!(
+            outln!(
                 "integer-only val top-1: {:.2}% ({} images)",
                 100.0 * acc,
                 val.len()
-            );
+            )?;
             val_top1 = Some(acc);
         }
     }
+    let float_check = if out.stopped_after.is_none() {
+        let held_out = match &val {
+            Some(val) => sanity::HeldOut::from_set(val, "validation images of the fine-tuning"),
+            None => calibration.held_out,
+        };
+        sanity::check(&graph, &out.graph, &held_out, args.check_images)?
+    } else {
+        None
+    };
     let test = if out.stopped_after.is_none() {
         checker.finish(out.fake_quant.as_ref(), &out.graph)?
     } else {
@@ -188,8 +207,39 @@ pub fn main(args: Args) -> Result<()> {
         schedule: schedule.to_string(),
         trained: hook.stage_reports(),
         val_integer_top1: val_top1,
+        float_check,
         test,
     })
+}
+
+/// Records every file the compile reads and claims every file it will write (the
+/// artifact, `--summary-json`, the `--save-stages` and `--finetune-cmd` stage files),
+/// so an output that would overwrite an input is refused before any work (see
+/// `fqc_files`).
+fn claim_files(args: &Args, schedule: &Schedule) -> Result<()> {
+    let mut files = Guard::new();
+    files.input("the model", &args.model);
+    let inputs = [("--calib", &args.calib), ("--data", &args.data)];
+    for (role, path) in inputs.into_iter().chain(args.tune.inputs()) {
+        if let Some(p) = path {
+            files.input(role, p);
+        }
+    }
+    if let Some(p) = args.check.test_set() {
+        files.input("--test", p);
+    }
+    files.output("-o", &args.output)?;
+    if let Some(p) = args.check.summary_json() {
+        files.output("--summary-json", p)?;
+    }
+    let labels: Vec<String> = schedule.stages.iter().map(|s| s.to_string()).collect();
+    for path in args.check.stage_files(&labels)? {
+        files.output("--save-stages", &path)?;
+    }
+    for path in args.tune.stage_files(&args.output, &labels)? {
+        files.output("--finetune-dir", &path)?;
+    }
+    Ok(())
 }
 
 /// The schedule from `--schedule`, or one stage from `--weights`/`--act-bits` (default
@@ -272,33 +322,26 @@ fn parse_calib_method(s: &str) -> Result<CalibMethod> {
     }
 }
 
-/// Refuses an output path that is the input file (also through links or `..`).
-fn refuse_overwrite(model: &Path, output: &Path) -> Result<()> {
-    let same = match (model.canonicalize(), output.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => model == output,
-    };
-    if same {
-        bail!(
-            "-o {} would overwrite the input model; choose another output path",
-            output.display()
-        );
-    }
-    Ok(())
+/// The calibration batches, a line saying where they came from, and the held-out
+/// images the quantized model is checked on against the float one.
+struct Calibration {
+    batches: Vec<Tensor>,
+    note: String,
+    held_out: sanity::HeldOut,
 }
 
-/// The calibration batches and a line saying where they came from.
-fn calibration(args: &Args) -> Result<(Vec<Tensor>, String)> {
+/// Reads the calibration images: the first `--calib-images` of `--calib` or of the
+/// `--data` / `--train` split; the images after them (up to `--check-images`) are held
+/// out for [`sanity::check`], or, when none are left, the calibration images themselves.
+fn calibration(args: &Args) -> Result<Calibration> {
     if args.calib_images == 0 {
         bail!("--calib-images must be at least 1");
     }
-    let (batches, what) = if let Some(path) = &args.calib {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let t = fqc_dataset::npy::read(&bytes)
-            .and_then(fqc_dataset::to_model_input)
-            .with_context(|| format!("{}", path.display()))?;
-        let n = t.shape.first().copied().unwrap_or(0).min(args.calib_images);
+    let check = args.check_images;
+    if let Some(path) = &args.calib {
+        let t = super::read_input(path)?;
+        let total = t.shape.first().copied().unwrap_or(0);
+        let n = total.min(args.calib_images);
         if n == 0 || t.shape.len() < 2 {
             bail!(
                 "{}: no calibration images (shape {:?})",
@@ -306,33 +349,72 @@ fn calibration(args: &Args) -> Result<(Vec<Tensor>, String)> {
                 t.shape
             );
         }
-        (
-            batches_of(&t, n),
-            format!("{n} inputs from {}", path.display()),
-        )
-    } else if let Some((path, split)) = args.data.as_ref().map(|p| (p, &args.split)).or(args
-        .tune
-        .train
-        .as_ref()
-        .map(|p| (p, &args.tune.train_split)))
-    {
-        let set = LabelledSet::open(path, split)?;
-        let n = set.len().min(args.calib_images);
-        if n == 0 {
-            bail!("{}: split `{split}` holds no images", path.display());
-        }
-        let batches = (0..n)
-            .step_by(CALIB_BATCH)
-            .map(|s| set.batch(s, (s + CALIB_BATCH).min(n)))
-            .collect();
-        (
-            batches,
-            format!("{n} images of split `{split}` of {}", path.display()),
+        let shown = path.display();
+        let held_out = if total > n {
+            let m = (total - n).min(check);
+            sanity::HeldOut::new(
+                items(&t, n, n + m),
+                format!("{m} held-out inputs of {shown} (after the calibration inputs)"),
+            )
+        } else {
+            sanity::HeldOut::new(
+                items(&t, 0, n.min(check)),
+                format!(
+                    "{} calibration inputs of {shown} (all were used to calibrate: none held out)",
+                    n.min(check)
+                ),
+            )
+        };
+        return Ok(Calibration {
+            batches: batches_of(&t, n),
+            note: format!("{n} inputs from {shown}"),
+            held_out,
+        });
+    }
+    let (path, split) = match (&args.data, &args.tune.train) {
+        (Some(p), _) => (p, &args.split),
+        (None, Some(p)) => (p, &args.tune.train_split),
+        (None, None) => bail!("no calibration data"),
+    };
+    let set = crate::commands::eval::labelled_set(path, split)?;
+    let n = set.len().min(args.calib_images);
+    if n == 0 {
+        bail!("{}: split `{split}` holds no images", path.display());
+    }
+    let batches = (0..n)
+        .step_by(CALIB_BATCH)
+        .map(|s| set.batch(s, (s + CALIB_BATCH).min(n)))
+        .collect();
+    let shown = format!("split `{split}` of {}", path.display());
+    let held_out = if set.len() > n {
+        let m = (set.len() - n).min(check);
+        sanity::HeldOut::new(
+            set.batch(n, n + m),
+            format!("{m} held-out images of {shown} (after the calibration images)"),
         )
     } else {
-        bail!("no calibration data");
+        let m = n.min(check);
+        sanity::HeldOut::new(
+            set.batch(0, m),
+            format!(
+                "{m} calibration images of {shown} (all were used to calibrate: none held out)"
+            ),
+        )
     };
-    Ok((batches, what))
+    Ok(Calibration {
+        batches,
+        note: format!("{n} images of {shown}"),
+        held_out,
+    })
+}
+
+/// Items `start..end` of `t` (axis 0).
+fn items(t: &Tensor, start: usize, end: usize) -> Tensor {
+    let item: usize = t.shape[1..].iter().product();
+    let data = t.as_f32().unwrap_or_default();
+    let mut shape = t.shape.clone();
+    shape[0] = end - start;
+    Tensor::f32(shape, data[start * item..end * item].to_vec()).unwrap_or_else(|| t.clone())
 }
 
 /// The first `n` items of `t` (axis 0) in batches of [`CALIB_BATCH`].
@@ -351,15 +433,16 @@ fn batches_of(t: &Tensor, n: usize) -> Vec<Tensor> {
 }
 
 /// Prints the IR every pass recorded (`--print-after`, `--print-all`).
-fn print_ir(out: &CompileOutput) {
+fn print_ir(out: &CompileOutput) -> Result<()> {
     let count = out.stages.len().max(1);
     for r in &out.records {
         if let Some(text) = &r.record.printed {
             match r.stage {
-                Some(i) => println!("; IR after {} (stage {}/{count})", r.record.name, i + 1),
-                None => println!("; IR after {}", r.record.name),
+                Some(i) => outln!("; IR after {} (stage {}/{count})", r.record.name, i + 1)?,
+                None => outln!("; IR after {}", r.record.name)?,
             }
-            print!("{text}");
+            out!("{text}")?;
         }
     }
+    Ok(())
 }

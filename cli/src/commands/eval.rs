@@ -6,13 +6,15 @@
 //! float32; normalisation lives in the model). `--json` prints the result as one JSON
 //! object for scripts.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use fqc_dataset::LabelledSet;
 
 use super::run::Engine;
+use crate::limits;
+use crate::out::outln;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -24,11 +26,12 @@ pub struct Args {
     /// Which split of the file to use.
     #[arg(long, default_value = "test")]
     split: String,
-    /// Images per interpreter call.
-    #[arg(long, default_value_t = 256)]
+    /// Images per call, 1..=1048576.
+    #[arg(long, default_value_t = 256, value_parser = limits::batch())]
     batch: usize,
-    /// Worker threads (the batch is split between them).
-    #[arg(long, default_value_t = 2)]
+    /// Worker threads, 1..=1024, clamped to the machine's cores (the batch is split
+    /// between them).
+    #[arg(long, default_value_t = 2, value_parser = limits::threads())]
     threads: usize,
     /// Evaluate only the first N images.
     #[arg(long)]
@@ -42,8 +45,9 @@ pub struct Args {
 }
 
 pub fn main(args: Args) -> Result<()> {
-    let mut engine = Engine::new(&args.model, args.interp, args.threads.max(1))?;
-    let set = LabelledSet::open(&args.data, &args.split)?;
+    let threads = limits::clamp_threads(args.threads, 2);
+    let mut engine = Engine::new(&args.model, args.interp, threads)?;
+    let set = labelled_set(&args.data, &args.split)?;
     let n = args.limit.map_or(set.len(), |l| l.min(set.len()));
     if n == 0 {
         bail!(
@@ -51,6 +55,10 @@ pub fn main(args: Args) -> Result<()> {
             args.data.display(),
             args.split
         );
+    }
+    if let Some(classes) = engine.classes() {
+        set.check_labels(classes)
+            .with_context(|| format!("{} (split `{}`)", args.data.display(), args.split))?;
     }
     let started = Instant::now();
     let pred = predictions(&mut engine, &set, n, args.batch)?;
@@ -67,21 +75,31 @@ pub fn main(args: Args) -> Result<()> {
             "seconds": secs,
             "engine": engine.name(),
         });
-        println!("{v}");
+        outln!("{v}")?;
         return Ok(());
     }
-    println!(
+    outln!(
         "top-1: {:.2}% ({correct}/{n}) on split `{}` of {} [{:.1} images/s, {}]",
         100.0 * correct as f64 / n as f64,
         args.split,
         args.data.display(),
         n as f64 / secs,
         engine.name()
-    );
+    )?;
     Ok(())
 }
 
+/// Opens split `split` of a labelled set and checks its images are finite numbers.
+pub(crate) fn labelled_set(path: &Path, split: &str) -> Result<LabelledSet> {
+    let set = LabelledSet::open(path, split)?;
+    set.check_finite()
+        .with_context(|| format!("{} (split `{split}`)", path.display()))?;
+    Ok(set)
+}
+
 /// The top-1 class of each of the first `n` images of `set`, run in batches of `batch`.
+/// The labels are checked against the model's output width once the first batch has
+/// run: a label that is not one of the model's classes is an error, not a miss.
 pub(crate) fn predictions(
     engine: &mut Engine,
     set: &LabelledSet,
@@ -98,6 +116,9 @@ pub(crate) fn predictions(
             .and_then(|t| t.as_f32())
             .context("the model's first output is not float scores")?;
         let classes = scores.len() / (end - start);
+        if start == 0 {
+            set.check_labels(classes)?;
+        }
         pred.extend(scores.chunks(classes.max(1)).map(|row| {
             row.iter()
                 .enumerate()

@@ -12,6 +12,6 @@ pub struct Args {
 
 pub fn main(args: Args) -> Result<()> {
     let graph = crate::model::load(&args.model)?;
-    print!("{}", fqc_ir::text::print(&graph));
+    crate::out::out!("{}", fqc_ir::text::print(&graph))?;
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! One module per subcommand; each has clap `Args` and a `main`.
+//! One module per subcommand; each has clap `Args` and a `main`. Shared here: reading an
+//! input tensor the way every command reads one.
 
 pub mod bench;
 pub mod compile;
@@ -8,24 +9,29 @@ pub mod run;
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use fqc_ir::Tensor;
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so
-/// a failure never leaves a half-written file where the user's old one was.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path.file_name().context("output path has no file name")?;
-    let tmp = dir.join(format!(
-        ".{}.fqc-tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("cannot write {}", path.display())
-    })
+/// Reads a model input from a `.npy` (float32, or uint8 pixels cast to float32 as the
+/// input convention says), refusing NaN and infinite values.
+pub fn read_input(path: &Path) -> Result<Tensor> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let t = fqc_dataset::npy::read(&bytes)
+        .and_then(fqc_dataset::to_model_input)
+        .with_context(|| format!("{}", path.display()))?;
+    require_finite(&t, &path.display().to_string())?;
+    Ok(t)
+}
+
+/// Refuses a tensor with a NaN or infinite element, naming the first one (`what` says
+/// where the tensor came from). The quantized model would clamp such a value to a level
+/// while the float model would carry it through as NaN: neither is an answer.
+pub fn require_finite(t: &Tensor, what: &str) -> Result<()> {
+    if let Some((i, v)) = t.first_non_finite() {
+        bail!(
+            "{what}: element {:?} is {v}; inputs must be finite numbers",
+            t.index_of(i)
+        );
+    }
+    Ok(())
 }

@@ -6,12 +6,16 @@
 //! same numbers for a `.fqc` (the JIT is bit-exact). Input: a float32 NCHW `.npy` (uint8 pixels are accepted and cast, see `fqc-dataset`),
 //! batch = first dimension. Output: float32 `.npy` files, or a summary on stdout.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use fqc_files::Guard;
 use fqc_ir::interp::{run_with, RunOptions};
 use fqc_ir::{Tensor, TensorData};
+
+use crate::limits;
+use crate::out::outln;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -24,13 +28,13 @@ pub struct Args {
     /// `<stem>_1.npy`, `<stem>_2.npy`, … beside it. Without it, a summary is printed.
     #[arg(long)]
     output: Option<PathBuf>,
-    /// Worker threads (the batch is split between them; one image has its
-    /// convolutions' output channels split instead).
-    #[arg(long, default_value_t = 1)]
+    /// Worker threads, 1..=1024, clamped to the machine's cores (the batch is split
+    /// between them; one image has its convolutions' output channels split instead).
+    #[arg(long, default_value_t = 1, value_parser = limits::threads())]
     threads: usize,
-    /// Run the model this many times and print the median wall time of one run
-    /// (after one warm-up run); the import time is printed separately.
-    #[arg(long, default_value_t = 1)]
+    /// Run the model this many times, 1..=1000000, and print the median wall time of
+    /// one run (after one warm-up run); the import time is printed separately.
+    #[arg(long, default_value_t = 1, value_parser = limits::runs())]
     repeat: usize,
     /// Run with the reference interpreter, not the JIT (always so for .onnx/.fqir).
     #[arg(long)]
@@ -73,6 +77,22 @@ impl Engine {
         })
     }
 
+    /// The width of the first output (the class count of a classifier), when fixed.
+    pub(crate) fn classes(&self) -> Option<usize> {
+        match self {
+            Engine::Interp(g, _) => output_width(g),
+            Engine::Jit(s) => Some(s.model().output_item_len()),
+        }
+    }
+
+    /// How many outputs a run returns (the JIT session returns the first).
+    pub(crate) fn outputs(&self) -> usize {
+        match self {
+            Engine::Interp(g, _) => g.outputs().len(),
+            Engine::Jit(_) => 1,
+        }
+    }
+
     pub(crate) fn name(&self) -> &'static str {
         match self {
             Engine::Interp(..) => "interpreter",
@@ -82,15 +102,18 @@ impl Engine {
 }
 
 pub fn main(args: Args) -> Result<()> {
+    let threads = limits::clamp_threads(args.threads, 1);
+    let mut files = Guard::new();
+    files
+        .input("the model", &args.model)
+        .input("--input", &args.input);
+    if let Some(out) = &args.output {
+        files.output("--output", out)?;
+    }
     let started = Instant::now();
-    let threads = args.threads.max(1);
     let mut engine = Engine::new(&args.model, args.interp, threads)?;
     let load_time = started.elapsed();
-    let bytes = std::fs::read(&args.input)
-        .with_context(|| format!("cannot read {}", args.input.display()))?;
-    let input = fqc_dataset::npy::read(&bytes)
-        .and_then(fqc_dataset::to_model_input)
-        .with_context(|| format!("{}", args.input.display()))?;
+    let input = super::read_input(&args.input)?;
     if let Engine::Interp(graph, _) = &engine {
         if graph.inputs().len() != 1 {
             bail!(
@@ -99,11 +122,16 @@ pub fn main(args: Args) -> Result<()> {
             );
         }
     }
-    if let Some(out) = &args.output {
-        if out == &args.input {
-            bail!("--output would overwrite the input file {}", out.display());
+    let paths = match &args.output {
+        Some(path) => {
+            let paths = output_paths(path, engine.outputs());
+            for p in &paths[1..] {
+                files.output("--output", p)?;
+            }
+            paths
         }
-    }
+        None => Vec::new(),
+    };
     let input = [input];
     let mut outputs = engine.run(&input)?;
     if args.repeat > 1 {
@@ -114,7 +142,7 @@ pub fn main(args: Args) -> Result<()> {
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }
         times.sort_by(f64::total_cmp);
-        println!(
+        outln!(
             "load {:.1} ms; run ({}): median {:.2} ms, min {:.2} ms, max {:.2} ms over {} runs ({} thread(s), batch {})",
             load_time.as_secs_f64() * 1e3,
             engine.name(),
@@ -124,37 +152,47 @@ pub fn main(args: Args) -> Result<()> {
             times.len(),
             threads,
             input[0].shape.first().copied().unwrap_or(1)
-        );
+        )?;
     }
-    match &args.output {
-        Some(path) => {
-            for (i, t) in outputs.iter().enumerate() {
-                let p = if i == 0 {
-                    path.clone()
-                } else {
-                    let stem = path
-                        .file_stem()
-                        .map(|s| s.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    path.with_file_name(format!("{stem}_{i}.npy"))
-                };
-                super::write_atomically(&p, &fqc_dataset::npy::write(t))?;
-                println!("wrote {} {:?}", p.display(), t.shape);
-            }
+    if paths.is_empty() {
+        for (i, t) in outputs.iter().enumerate() {
+            summarize(i, t)?;
         }
-        None => outputs
-            .iter()
-            .enumerate()
-            .for_each(|(i, t)| summarize(i, t)),
+        return Ok(());
+    }
+    for (p, t) in paths.iter().zip(&outputs) {
+        fqc_files::write(p, &fqc_dataset::npy::write(t))?;
+        outln!("wrote {} {:?}", p.display(), t.shape)?;
     }
     Ok(())
 }
 
+/// Where a run's `count` outputs go: `path` for the first, `<stem>_<i>.npy` beside it
+/// for output `i` ≥ 1.
+fn output_paths(path: &Path, count: usize) -> Vec<PathBuf> {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    (0..count.max(1))
+        .map(|i| match i {
+            0 => path.to_path_buf(),
+            _ => path.with_file_name(format!("{stem}_{i}.npy")),
+        })
+        .collect()
+}
+
+/// The last extent of `g`'s first output (a classifier's class count), when fixed.
+pub(crate) fn output_width(g: &fqc_ir::Graph) -> Option<usize> {
+    let out = *g.outputs().first()?;
+    usize::try_from(g.ty(out).shape.0.last()?.fixed()?).ok()
+}
+
 /// One line per output: shape, and the arg-max per batch item for class scores.
-fn summarize(i: usize, t: &Tensor) {
+fn summarize(i: usize, t: &Tensor) -> Result<()> {
     let TensorData::F32(v) = &t.data else {
-        println!("output {i}: {:?}", t.shape);
-        return;
+        outln!("output {i}: {:?}", t.shape)?;
+        return Ok(());
     };
     let items = t.shape.first().copied().unwrap_or(1).max(1);
     let per = v.len() / items;
@@ -166,8 +204,10 @@ fn summarize(i: usize, t: &Tensor) {
                 .fold(0, |b, (j, x)| if *x > c[b] { j } else { b })
         })
         .collect();
-    println!(
+    outln!(
         "output {i}: shape {:?}, argmax per item {:?}",
-        t.shape, argmax
-    );
+        t.shape,
+        argmax
+    )?;
+    Ok(())
 }

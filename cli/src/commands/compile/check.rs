@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use crate::commands::eval::{hits, predictions};
 use crate::commands::run::Engine;
+use crate::out::outln;
 
 /// Threads of the evaluation runs (the batch is split between them).
 const EVAL_THREADS: usize = 2;
@@ -44,6 +45,37 @@ pub(super) struct CheckArgs {
     /// Write what was measured (stages, times, accuracies) as JSON to this file.
     #[arg(long, value_name = "FILE")]
     summary_json: Option<PathBuf>,
+}
+
+impl CheckArgs {
+    /// The `--test` set, if any.
+    pub fn test_set(&self) -> Option<&Path> {
+        self.test.as_deref()
+    }
+
+    /// The `--summary-json` file, if any.
+    pub fn summary_json(&self) -> Option<&Path> {
+        self.summary_json.as_deref()
+    }
+
+    /// The files `--save-stages` will write, one per stage label (creating the folder,
+    /// so the files can be claimed before the compile).
+    pub fn stage_files(&self, labels: &[String]) -> Result<Vec<PathBuf>> {
+        let Some(dir) = &self.save_stages else {
+            return Ok(Vec::new());
+        };
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| stage_file(dir, i, l))
+            .collect())
+    }
+}
+
+/// Where `--save-stages DIR` saves stage `index` (from 0) labelled `label`.
+fn stage_file(dir: &Path, index: usize, label: &str) -> PathBuf {
+    dir.join(format!("{:02}_{label}.fqc", index + 1))
 }
 
 /// Top-1 of an integer-only graph and its fake-quant twin on one set.
@@ -96,13 +128,9 @@ pub(super) struct Checker {
 impl Checker {
     pub fn new(args: &CheckArgs) -> Result<Checker> {
         let test = match &args.test {
-            Some(p) => Some(LabelledSet::open(p, &args.test_split)?),
+            Some(p) => Some(crate::commands::eval::labelled_set(p, &args.test_split)?),
             None => None,
         };
-        if let Some(dir) = &args.save_stages {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-        }
         Ok(Checker {
             test,
             save_stages: args.save_stages.clone(),
@@ -129,7 +157,7 @@ impl Checker {
         let t = Instant::now();
         let artifact = match &self.save_stages {
             Some(dir) => {
-                let path = dir.join(format!("{:02}_{}.fqc", s.info.index + 1, s.info.label));
+                let path = stage_file(dir, s.info.index, &s.info.label);
                 fqc_runtime::artifact::save_file(&path, integer)
                     .with_context(|| format!("cannot write {}", path.display()))?;
                 Some(path)
@@ -138,7 +166,7 @@ impl Checker {
         };
         let test = self.measure(fake_quant, integer)?;
         if let Some(r) = &test {
-            println!(
+            outln!(
                 "  stage {}/{} {}: test top-1 {} (after {:.1} s){}",
                 s.info.index + 1,
                 s.info.count,
@@ -148,7 +176,7 @@ impl Checker {
                 artifact
                     .as_ref()
                     .map_or(String::new(), |p| format!(" -> {}", p.display()))
-            );
+            )?;
         }
         self.stages.push(StageResult {
             index: s.info.index,
@@ -175,7 +203,7 @@ impl Checker {
             (None, None) => None,
         };
         if let Some(r) = &result {
-            println!("test top-1: {}", describe(r));
+            outln!("test top-1: {}", describe(r))?;
         }
         self.measuring += t.elapsed();
         Ok(result)
@@ -204,13 +232,13 @@ impl Checker {
         }))
     }
 
-    /// Writes the JSON summary if asked for.
+    /// Writes the JSON summary if asked for (its path was claimed before the compile).
     pub fn write_summary(&self, summary: Summary<'_>) -> Result<()> {
         let Some(path) = &self.summary_json else {
             return Ok(());
         };
         let json = serde_json::to_string_pretty(&SummaryJson::from(summary, self))?;
-        crate::commands::write_atomically(path, json.as_bytes())
+        Ok(fqc_files::write(path, json.as_bytes())?)
     }
 }
 
@@ -232,6 +260,7 @@ pub(super) struct Summary<'a> {
     pub schedule: String,
     pub trained: &'a [StageReport],
     pub val_integer_top1: Option<f64>,
+    pub float_check: Option<super::sanity::FloatCheck>,
     pub test: Option<TestResult>,
 }
 
@@ -246,6 +275,7 @@ struct SummaryJson<'a> {
     trained_stages: Vec<TrainedStage>,
     stages: &'a [StageResult],
     val_integer_top1: Option<f64>,
+    float_check: Option<super::sanity::FloatCheck>,
     test: Option<TestResult>,
 }
 
@@ -271,6 +301,7 @@ impl<'a> SummaryJson<'a> {
                 .collect(),
             stages: &c.stages,
             val_integer_top1: s.val_integer_top1,
+            float_check: s.float_check,
             test: s.test,
         }
     }

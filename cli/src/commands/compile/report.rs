@@ -6,23 +6,23 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use fqc_ir::Graph;
 use fqc_passes::schedule::{CompileOutput, Schedule};
 use fqc_passes::{CalibMethod, PassContext, WeightBits};
 
 use super::Args;
 
-/// Writes the artifact and builds the report (see the module docs).
+/// Builds the report (see the module docs) of a compile whose artifact, `size` bytes,
+/// has been written.
 pub(super) fn report(
     args: &Args,
     schedule: &Schedule,
     out: &CompileOutput,
     cx: &PassContext,
     calib_note: &str,
+    size: usize,
 ) -> Result<String> {
-    fqc_runtime::artifact::save_file(&args.output, &out.graph)
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
     let mut r = String::new();
     let w = &mut r;
     let _ = writeln!(
@@ -64,7 +64,7 @@ pub(super) fn report(
         boundary.output_dequantizers.join(", "),
         boundary.trailing.join(", ")
     );
-    artifact_summary(w, args, &out.graph)?;
+    artifact_summary(w, args, &out.graph, size);
     if boundary.is_integer_only() {
         let _ = writeln!(w, "integer-only: yes");
     } else {
@@ -203,15 +203,12 @@ fn thousands(n: u64) -> String {
     out
 }
 
-fn artifact_summary(w: &mut String, args: &Args, g: &Graph) -> Result<()> {
+fn artifact_summary(w: &mut String, args: &Args, g: &Graph, size: usize) {
     let mut ops: BTreeMap<&str, usize> = BTreeMap::new();
     for (_, d) in g.nodes() {
         *ops.entry(d.op.name()).or_default() += 1;
     }
     let ops: Vec<String> = ops.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    let size = std::fs::metadata(&args.output)
-        .with_context(|| format!("cannot read {}", args.output.display()))?
-        .len();
     let input = std::fs::metadata(&args.model).map(|m| m.len()).unwrap_or(0);
     let _ = writeln!(
         w,
@@ -224,10 +221,9 @@ fn artifact_summary(w: &mut String, args: &Args, g: &Graph) -> Result<()> {
         w,
         "size: {} {} bytes; input {} {} bytes ({:.1}x smaller)",
         args.output.display(),
-        thousands(size),
+        thousands(size as u64),
         args.model.display(),
         thousands(input),
         input as f64 / size.max(1) as f64
     );
-    Ok(())
 }

@@ -12,6 +12,8 @@ use fqc_dataset::{Augment, LabelledSet};
 use fqc_passes::schedule::{FineTune, NoFineTune};
 use fqc_train::{QatFineTune, StageReport};
 
+use crate::out::outln;
+
 /// The `--train` options of `fqc compile`.
 #[derive(Debug, clap::Args)]
 pub(super) struct TrainArgs {
@@ -56,18 +58,20 @@ pub(super) struct TrainArgs {
         value_name = "LR[,LR...]"
     )]
     lr: Vec<f64>,
-    /// Training batch size.
-    #[arg(long, requires = "train")]
-    batch_size: Option<usize>,
+    /// Training batch size, 1..=65536.
+    #[arg(long, requires = "train", value_parser = clap::value_parser!(u64).range(1..=65536))]
+    batch_size: Option<u64>,
     /// Optimizer: `adam` or `sgd` (momentum 0.9).
     #[arg(long, requires = "train")]
     optimizer: Option<String>,
     /// Weight decay of the latent weights.
     #[arg(long, requires = "train")]
     weight_decay: Option<f64>,
-    /// Augmentation: random crops of the training images zero-padded by N pixels.
-    #[arg(long, default_value_t = 0, requires = "train", value_name = "N")]
-    crop_pad: usize,
+    /// Augmentation: random crops of the training images zero-padded by N pixels
+    /// (0..=64).
+    #[arg(long, default_value_t = 0, requires = "train", value_name = "N",
+          value_parser = clap::value_parser!(u64).range(0..=64))]
+    crop_pad: u64,
     /// Augmentation: flip half of the training images horizontally.
     #[arg(long, requires = "train")]
     hflip: bool,
@@ -89,6 +93,40 @@ pub(super) struct TrainArgs {
     /// (0: never).
     #[arg(long, requires = "train")]
     patience: Option<usize>,
+}
+
+impl TrainArgs {
+    /// The data sets the fine-tuning reads, by flag.
+    pub fn inputs(&self) -> [(&'static str, &Option<PathBuf>); 2] {
+        [("--train", &self.train), ("--val", &self.val)]
+    }
+
+    /// The files `--finetune-cmd` writes in its folder, for stages labelled `labels`.
+    pub fn stage_files(&self, output: &Path, labels: &[String]) -> Result<Vec<PathBuf>> {
+        if self.finetune_cmd.is_none() {
+            return Ok(Vec::new());
+        }
+        let dir = self.finetune_dir(output);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(labels
+            .iter()
+            .enumerate()
+            .flat_map(|(i, l)| {
+                let (a, b) = fqc_train::external::stage_paths_in(&dir, i, l);
+                [a, b]
+            })
+            .collect())
+    }
+
+    /// `--finetune-dir`, or `OUTPUT.finetune`.
+    fn finetune_dir(&self, output: &Path) -> PathBuf {
+        self.finetune_dir.clone().unwrap_or_else(|| {
+            let mut d = output.to_path_buf().into_os_string();
+            d.push(".finetune");
+            PathBuf::from(d)
+        })
+    }
 }
 
 /// The fine-tuning hook of a compile.
@@ -119,17 +157,15 @@ impl Hook {
 
 /// The hook `args` ask for (see the module docs); with the trainer, also the validation
 /// set it uses (for the integer-only accuracy after the compile). `output` names the
-/// default folder of `--finetune-cmd`'s stage files.
+/// default folder of `--finetune-cmd`'s stage files; `classes` is the model's output
+/// width, which every training and validation label must be below.
 pub(super) fn finetune_hook(
     args: &TrainArgs,
     output: &Path,
+    classes: Option<usize>,
 ) -> Result<(Hook, Option<LabelledSet>)> {
     if let Some(cmd) = &args.finetune_cmd {
-        let dir = args.finetune_dir.clone().unwrap_or_else(|| {
-            let mut d = output.to_path_buf().into_os_string();
-            d.push(".finetune");
-            PathBuf::from(d)
-        });
+        let dir = args.finetune_dir(output);
         let hook = fqc_train::external::ExternalCommand::new(cmd.clone(), dir)?;
         return Ok((Hook::External(Box::new(hook)), None));
     }
@@ -137,13 +173,13 @@ pub(super) fn finetune_hook(
         return Ok((Hook::None(NoFineTune), None));
     };
     let cfg = train_config(args)?;
-    let train = LabelledSet::open(train_path, &args.train_split)?;
+    let train = labelled(train_path, &args.train_split, classes)?;
     let train = match args.train_images {
         Some(n) if n < train.len() => fqc_train::trainer::first(&train, n),
         _ => train,
     };
     let (train, val) = match &args.val {
-        Some(p) => (train, LabelledSet::open(p, &args.val_split)?),
+        Some(p) => (train, labelled(p, &args.val_split, classes)?),
         None => fqc_train::trainer::split_holdout(&train, cfg.val_fraction, cfg.seed),
     };
     let ntrain = train.len();
@@ -155,7 +191,7 @@ pub(super) fn finetune_hook(
         cfg.lr.iter().map(|l| l.to_string()).collect()
     };
     let aug = &cfg.augment;
-    println!(
+    outln!(
         "fine-tuning: {ntrain} training / {} validation images, epochs per stage {}, batch {}, {} lr {}{}{}{}",
         val.len(),
         list(&epochs),
@@ -172,9 +208,23 @@ pub(super) fn finetune_hook(
         } else {
             format!(", augmented (crop pad {}, hflip {})", aug.crop_pad, aug.hflip)
         }
-    );
+    )?;
     let hook = QatFineTune::new(train, Some(val.clone()), cfg)?;
     Ok((Hook::Trainer(Box::new(hook)), Some(val)))
+}
+
+/// Most training epochs one stage may ask for.
+const MAX_EPOCHS: usize = 100_000;
+
+/// Split `split` of the labelled set at `path`, with finite images and labels that are
+/// classes of the model.
+fn labelled(path: &Path, split: &str, classes: Option<usize>) -> Result<LabelledSet> {
+    let set = crate::commands::eval::labelled_set(path, split)?;
+    if let Some(c) = classes {
+        set.check_labels(c)
+            .with_context(|| format!("{} (split `{split}`)", path.display()))?;
+    }
+    Ok(set)
 }
 
 /// The trainer's settings: the defaults with what the flags change.
@@ -188,10 +238,10 @@ fn train_config(args: &TrainArgs) -> Result<fqc_train::TrainConfig> {
         cfg.epochs_per_stage.clone_from(&args.epochs_per_stage);
     }
     if let Some(b) = args.batch_size {
-        if b == 0 {
-            bail!("--batch-size must be at least 1");
-        }
-        cfg.batch_size = b;
+        cfg.batch_size = b as usize;
+    }
+    if let Some(e) = args.epochs_per_stage.iter().find(|&&e| e > MAX_EPOCHS) {
+        bail!("--epochs-per-stage {e}: at most {MAX_EPOCHS} epochs a stage");
     }
     if args.lr.iter().any(|lr| !(lr.is_finite() && *lr > 0.0)) {
         bail!("--lr must be positive");
@@ -203,8 +253,14 @@ fn train_config(args: &TrainArgs) -> Result<fqc_train::TrainConfig> {
     if let Some(p) = args.patience {
         cfg.patience = (p > 0).then_some(p);
     }
+    if args
+        .weight_decay
+        .is_some_and(|wd| !(wd.is_finite() && wd >= 0.0))
+    {
+        bail!("--weight-decay must be a non-negative number");
+    }
     cfg.augment = Augment {
-        crop_pad: args.crop_pad,
+        crop_pad: args.crop_pad as usize,
         hflip: args.hflip,
     };
     cfg.seed = args.seed;
