@@ -8,3 +8,6 @@ python3 -m pip install --quiet --disable-pip-version-check -r testsuite/requirem
 python3 testsuite/scripts/gen_node_tests.py > /dev/null
 python3 testsuite/scripts/gen_model_refs.py > /dev/null
 cargo test --workspace --all-targets "$@"
+# Doc examples too (--all-targets leaves them out): they are compiled, and run unless
+# marked no_run.
+cargo test --workspace --doc "$@"

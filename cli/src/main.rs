@@ -36,6 +36,8 @@ enum Command {
     Eval(commands::eval::Args),
     /// Measure a compiled model's JIT latency, images/s and GMAC/s.
     Bench(commands::bench::Args),
+    /// List the ONNX op types the importer accepts (default domain), one per line.
+    Ops(commands::ops::Args),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::main(args),
         Command::Eval(args) => commands::eval::main(args),
         Command::Bench(args) => commands::bench::main(args),
+        Command::Ops(args) => commands::ops::main(args),
     }
     .and_then(|()| Ok(out::flush()?));
     match result {

@@ -39,9 +39,11 @@ fn compiles_mnist_ternary_a4_to_an_integer_only_artifact() {
         assert!(report.contains(piece), "`{piece}` missing:\n{report}");
     }
     assert!(out.is_file());
-    // One-shot ternary PTQ of this model is poor (no fine-tuning); eval must run it.
-    let top1 = top1(&ok(&["eval", o, "--data", &data, "--limit", "500"]));
-    assert!((0.0..=100.0).contains(&top1));
+    // One-shot ternary PTQ of this model collapses without fine-tuning (the compile
+    // warns): exactly 73 of the first 500 test digits, as measured; the compile and the
+    // integer inference are deterministic, so any other count is a change of behaviour.
+    let correct = correct(&ok(&["eval", o, "--data", &data, "--limit", "500"]));
+    assert_eq!(correct, 73, "ternary PTQ: {correct}/500");
     // `run` and `inspect` accept the artifact too.
     let x = dir.join("x.npy");
     let t = fqc_dataset::LabelledSet::load_npz(Path::new(&data), "test")
@@ -65,11 +67,12 @@ fn compiles_mnist_ternary_a4_to_an_integer_only_artifact() {
     std::fs::remove_dir_all(dir).ok();
 }
 
-fn top1(eval: &str) -> f64 {
-    eval.strip_prefix("top-1: ")
-        .and_then(|s| s.split('%').next())
+/// The count of correct images in `fqc eval`'s line (`top-1: P% (CORRECT/N) ...`).
+fn correct(eval: &str) -> usize {
+    eval.split_once('(')
+        .and_then(|(_, r)| r.split('/').next())
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no top-1 in: {eval}"))
+        .unwrap_or_else(|| panic!("no count in: {eval}"))
 }
 
 #[test]
@@ -93,9 +96,10 @@ fn w8a8_artifact_keeps_the_float_accuracy() {
         "128",
     ]);
     assert!(report.contains("integer-only: yes"), "{report}");
-    // The float model: 98.65% on all 2000 test digits (examples/mnist/README.md).
-    let acc = top1(&ok(&["eval", o, "--data", &data, "--limit", "500"]));
-    assert!(acc >= 97.0, "w8a8 top-1 {acc}%");
+    // The float model gets 490 of these 500 digits (98.65 % on all 2000,
+    // examples/mnist/README.md); w8a8 keeps every one of its answers' accuracy.
+    let correct = correct(&ok(&["eval", o, "--data", &data, "--limit", "500"]));
+    assert_eq!(correct, 490, "w8a8: {correct}/500");
     std::fs::remove_dir_all(dir).ok();
 }
 

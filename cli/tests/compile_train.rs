@@ -15,9 +15,9 @@ fn compile_with_training_prints_stages_and_writes_an_artifact() {
         "--train",
         &path("examples/mnist/mnist10k.npz"),
         "--train-images",
-        "256",
+        "512",
         "--epochs-per-stage",
-        "1",
+        "1,1,1,3",
         "--weights",
         "ternary",
         "--act-bits",
@@ -31,10 +31,8 @@ fn compile_with_training_prints_stages_and_writes_an_artifact() {
             .lines()
             .find(|l| l.starts_with(&format!("stage {}/4 {label}", i + 1)))
             .unwrap_or_else(|| panic!("no line for stage {label} in:\n{stdout}"));
-        assert!(
-            line.contains("epochs 1") && line.contains("val acc"),
-            "{line}"
-        );
+        let epochs = if i == 3 { "epochs 3" } else { "epochs 1" };
+        assert!(line.contains(epochs) && line.contains("val acc"), "{line}");
     }
     assert!(
         stdout.contains("quantization-aware fine-tuning"),
@@ -43,14 +41,20 @@ fn compile_with_training_prints_stages_and_writes_an_artifact() {
     assert!(stdout.contains("integer-only: yes"), "{stdout}");
     assert!(stdout.contains("integer-only val top-1:"), "{stdout}");
     assert!(out.exists());
-    // The artifact runs.
+    // The artifact runs, and training did its job: the same ternary compile without
+    // training gets 280 of the 2000 test digits (post-training quantization collapses),
+    // this short run about 1840 (measured 92.15 % on the development machine); a
+    // trainer that does not train, or trains the wrong thing, cannot reach 85 %.
     let eval = ok(&[
         "eval",
         out.to_str().unwrap(),
         "--data",
         &path("examples/mnist/mnist10k.npz"),
+        "--json",
     ]);
-    assert!(eval.contains('%'), "{eval}");
+    let e: serde_json::Value = serde_json::from_str(eval.trim()).unwrap();
+    let top1 = e["top1"].as_f64().unwrap();
+    assert!(top1 >= 0.85, "top-1 after a short QAT run: {top1}");
 }
 
 #[test]
@@ -162,14 +166,27 @@ fn stages_are_saved_measured_and_summarised() {
     assert_eq!(st.len(), 2, "{json}");
     assert_eq!(json["trained_stages"][0]["epochs"], 1);
     assert!(json["trained_stages"][1]["epochs"].as_u64().unwrap() <= 2);
-    for (s, label) in st.iter().zip(["w8a8", "wta4"]) {
+    // Floors a broken trainer or integerizer cannot reach (measured on the development
+    // machine: w8a8 98.45 %, wta4 66.20 %, agreement 100 % in both): the w8a8 stage keeps
+    // the float model's 98.65 %, and two epochs on 173 images lift ternary weights well
+    // above the 14 % of post-training quantization; the integer-only JIT and the
+    // fake-quant graph agree on at least 99.9 % of the images (as the reports claim).
+    for (s, (label, floor)) in st.iter().zip([("w8a8", 0.97), ("wta4", 0.50)]) {
         assert_eq!(s["label"], label);
         let t = &s["test"];
         assert_eq!(t["images"], 2000);
-        for k in ["integer_top1", "fake_quant_top1", "agreement"] {
-            let v = t[k].as_f64().unwrap();
-            assert!((0.0..=1.0).contains(&v), "{k} = {v}");
-        }
+        let int = t["integer_top1"].as_f64().unwrap();
+        let fq = t["fake_quant_top1"].as_f64().unwrap();
+        let agreement = t["agreement"].as_f64().unwrap();
+        assert!(
+            int >= floor,
+            "{label}: integer-only top-1 {int} below {floor}"
+        );
+        assert!(
+            (int - fq).abs() <= 0.001,
+            "{label}: JIT {int} vs fake-quant {fq}"
+        );
+        assert!(agreement >= 0.999, "{label}: agreement {agreement}");
         assert!(std::path::Path::new(s["artifact"].as_str().unwrap()).exists());
     }
     // The last stage is the compile's output, and its measurement is the final one.

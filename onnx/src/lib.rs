@@ -24,6 +24,7 @@ use prost::Message;
 
 pub use error::{OnnxError, Result};
 pub use import::{MAX_OPSET, MIN_OPSET};
+pub use lower::supported_ops;
 pub use tensor::{MAX_MODEL_ELEMS, MAX_TENSOR_ELEMS};
 
 use tensor::{Budget, External};

@@ -288,15 +288,12 @@ fn random_input(g: &Graph, seed: u64, batch: usize) -> Tensor {
     Tensor::f32(shape, (0..n).map(|_| rng.range(-1.0, 2.0)).collect()).unwrap()
 }
 
-#[derive(Debug, Default)]
-struct Agreement {
-    elements: usize,
-    off_by_one: usize,
-    max_logit_err: f32,
-}
-
-/// Integerizes a copy of `g` and compares it with `g` on `input`.
-fn compare(g: &Graph, input: &Tensor, acc: &mut Agreement) {
+/// Integerizes a copy of `g` and compares it with `g` on `input`: every exposed
+/// activation level must be equal (README: "0 level mismatches"), and the logits equal
+/// up to float rounding (the fake-quant graph computes them in f32 from the same levels,
+/// the integer graph by an i32 accumulator and one dequantize). Returns the number of
+/// activation elements compared.
+fn compare(g: &Graph, input: &Tensor) -> usize {
     let mut ig = g.clone();
     let mut cx = PassContext::default();
     integerize(&mut ig, &mut cx).unwrap_or_else(|e| panic!("{e}"));
@@ -304,30 +301,28 @@ fn compare(g: &Graph, input: &Tensor, acc: &mut Agreement) {
     assert!(is_integer_only(&ig), "{}", integer_only_report(&ig));
     let fq = fqc_ir::run(g, std::slice::from_ref(input)).unwrap();
     let iq = fqc_ir::run(&ig, std::slice::from_ref(input)).unwrap();
-    let mut all_exact = true;
-    for (a, b) in fq[1..].iter().zip(&iq[1..]) {
+    let mut elements = 0;
+    for (i, (a, b)) in fq[1..].iter().zip(&iq[1..]).enumerate() {
         assert_eq!(a.shape, b.shape);
-        for (x, y) in ints(a).into_iter().zip(ints(b)) {
-            acc.elements += 1;
-            let d = (x - y).abs();
-            assert!(d <= 1, "activation differs by {d} LSB ({x} vs {y})");
-            if d == 1 {
-                acc.off_by_one += 1;
-                all_exact = false;
-            }
-        }
+        let (x, y) = (ints(a), ints(b));
+        elements += x.len();
+        let diff = x.iter().zip(&y).position(|(p, q)| p != q);
+        assert!(
+            diff.is_none(),
+            "activation {i} differs at element {diff:?}: fake-quant {:?} vs integer {:?}",
+            diff.map(|k| x[k]),
+            diff.map(|k| y[k])
+        );
     }
-    if all_exact {
-        let (a, b) = (fq[0].as_f32().unwrap(), iq[0].as_f32().unwrap());
-        for (x, y) in a.iter().zip(b) {
-            let err = (x - y).abs() / x.abs().max(1.0);
-            acc.max_logit_err = acc.max_logit_err.max(err);
-            assert!(
-                err <= 1e-4,
-                "logits differ beyond float rounding: {x} vs {y}"
-            );
-        }
+    let (a, b) = (fq[0].as_f32().unwrap(), iq[0].as_f32().unwrap());
+    for (x, y) in a.iter().zip(b) {
+        let err = (x - y).abs() / x.abs().max(1.0);
+        assert!(
+            err <= 1e-4,
+            "logits differ beyond float rounding: {x} vs {y}"
+        );
     }
+    elements
 }
 
 #[test]
@@ -600,9 +595,10 @@ fn thresholds_match_brute_force() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
-    /// Integer graph == fake-quant graph on random weights, scales and inputs.
+    /// Integer graph == fake-quant graph on random weights, scales and inputs: every
+    /// activation level equal, logits equal up to float rounding (`compare`).
     #[test]
     fn integer_graph_matches_fake_quant(seed in 1u64..u64::MAX, kind in 0usize..4) {
         let (mut g, last) = match kind {
@@ -614,10 +610,7 @@ proptest! {
             _ => residual_at(seed, DType::U8, DType::I8),
         };
         expose_quantizers(&mut g, last);
-        let mut acc = Agreement::default();
-        compare(&g, &random_input(&g, seed ^ 0x9e37, 4), &mut acc);
-        let rate = acc.off_by_one as f64 / acc.elements as f64;
-        eprintln!("mismatch: {}/{} elements = {rate:.2e}, max logit rel err {:.1e}", acc.off_by_one, acc.elements, acc.max_logit_err);
-        prop_assert!(rate <= 0.01, "≤1-LSB mismatches on {rate} of elements");
+        let elements = compare(&g, &random_input(&g, seed ^ 0x9e37, 4));
+        prop_assert!(elements > 0, "no activation was compared");
     }
 }

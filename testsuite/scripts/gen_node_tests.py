@@ -3,7 +3,7 @@
 
 The test cases are produced offline by the `onnx` wheel itself
 (`onnx.backend.test.case.node.collect_testcases()`), filtered so that *every*
-top-level graph node's op_type is in SUPPORTED_OPS, and written with the
+top-level graph node's op_type is one fqc's importer lowers (`fqc ops`), and written with the
 library's own writer (`onnx.backend.test.cmd_tools.generate_data`), i.e. in
 exactly ONNX's layout:
 
@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 import types
@@ -36,14 +37,19 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-SUPPORTED_OPS = frozenset(
-    "Conv BatchNormalization Relu Clip Add Sub Mul Div MaxPool AveragePool "
-    "GlobalAveragePool GlobalMaxPool Gemm MatMul Flatten Reshape Concat Softmax "
-    "LRN Transpose Sum Dropout Identity Constant ConstantOfShape Shape Gather "
-    "Unsqueeze Squeeze Cast".split()
-)
-
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def supported_ops() -> frozenset:
+    """The ONNX op types fqc's importer lowers, asked of fqc itself (`fqc ops`), so the
+    list cannot drift from the importer. Uses $FQC_BIN if set, else `cargo run`."""
+    fqc = os.environ.get("FQC_BIN")
+    cmd = [fqc, "ops"] if fqc else ["cargo", "run", "--quiet", "--locked", "--bin", "fqc", "--", "ops"]
+    out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    ops = frozenset(out.split())
+    if not ops:
+        raise SystemExit("`fqc ops` listed no ops")
+    return ops
 DEFAULT_OUT = os.path.join(ROOT, "testsuite", "generated")
 
 
@@ -95,17 +101,18 @@ def main() -> int:
     primary = {c.name: c.model.graph.node[0].op_type for c in cases
                if c.kind == "node" and c.model is not None and "_expanded" not in c.name
                and len(c.model.graph.node) == 1}
+    supported = supported_ops()
     kept, dropped = [], []  # dropped: touches a supported op but also others
     for case in cases:
         if case.kind != "node" or case.model is None:
             continue
         ops = {n.op_type for n in case.model.graph.node}
         domains = {n.domain for n in case.model.graph.node}
-        if ops and ops <= SUPPORTED_OPS and domains <= {"", "ai.onnx"}:
+        if ops and ops <= supported and domains <= {"", "ai.onnx"}:
             kept.append(case)
-        elif ops & SUPPORTED_OPS:
+        elif ops & supported:
             base = primary.get(case.name.split("_expanded")[0], "?")
-            dropped.append((case.name, base, sorted(ops - SUPPORTED_OPS)))
+            dropped.append((case.name, base, sorted(ops - supported)))
     kept.sort(key=lambda c: c.name)
 
     node_dir = os.path.join(args.out, "node")
@@ -153,9 +160,9 @@ def main() -> int:
     print(f"non-tensor (sequence/optional) tests kept but flagged tensor_only=false: "
           f"{sum(not m['tensor_only'] for m in manifest)}")
     print("tests per op (a multi-op test counts for each of its ops):")
-    for op in sorted(SUPPORTED_OPS):
+    for op in sorted(supported):
         print(f"  {op:20s} {per_op.get(op, 0)}")
-    own = [d for d in dropped if d[1] in SUPPORTED_OPS]
+    own = [d for d in dropped if d[1] in supported]
     print(f"dropped {len(dropped)} tests that use a supported op plus other ops; "
           f"{len(own)} of them are tests *of* a supported op"
           + ("" if args.report else " (--report lists them)"))
@@ -166,7 +173,7 @@ def main() -> int:
         print("expanded bodies of unsupported ops that use supported ops, by primary op:")
         by_base = defaultdict(set)
         for name, base, extra in dropped:
-            if base not in SUPPORTED_OPS:
+            if base not in supported:
                 by_base[base].update(extra)
         for base, extra in sorted(by_base.items()):
             n = sum(1 for d in dropped if d[1] == base)

@@ -71,16 +71,133 @@ pub fn compare(got: &[f32], want: &[f32], rtol: f32, atol: f32) -> Diff {
     d
 }
 
-/// The committed skip list `testsuite/skips.txt`: `kind/name<TAB>reason` per line,
-/// `#` comments. Returns `name -> reason` for one kind (`node`, `model`).
-pub fn skips(kind: &str) -> BTreeMap<String, String> {
+/// Why a conformance test failed. A skip names the class it expects, and the run checks
+/// each listed test fails with exactly that class, so a listed limitation cannot hide a
+/// different failure; [`Class::WrongValue`], [`Class::WrongShape`] and [`Class::Panic`]
+/// are wrong answers or bugs and may never be skipped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// The importer does not lower an op the model uses.
+    UnsupportedOp,
+    /// The importer refuses a feature of the model: an attribute value, an element type,
+    /// a rank, a non-tensor input, training mode.
+    Unsupported,
+    /// The interpreter refuses to run the imported graph on the test's inputs.
+    RunError,
+    /// An output has another element type than the reference, with equal values.
+    OutputType,
+    /// No reference output exists (ONNX Runtime refused the model).
+    NoReference,
+    /// An output count or shape differs from the reference: never skippable.
+    WrongShape,
+    /// An output value differs beyond the tolerance: never skippable.
+    WrongValue,
+    /// fqc panicked: never skippable.
+    Panic,
+}
+
+impl Class {
+    pub const ALL: [Class; 8] = [
+        Class::UnsupportedOp,
+        Class::Unsupported,
+        Class::RunError,
+        Class::OutputType,
+        Class::NoReference,
+        Class::WrongShape,
+        Class::WrongValue,
+        Class::Panic,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::UnsupportedOp => "unsupported-op",
+            Class::Unsupported => "unsupported",
+            Class::RunError => "run-error",
+            Class::OutputType => "output-type",
+            Class::NoReference => "no-reference",
+            Class::WrongShape => "wrong-shape",
+            Class::WrongValue => "wrong-value",
+            Class::Panic => "panic",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Class> {
+        Class::ALL.into_iter().find(|c| c.name() == s)
+    }
+
+    /// Whether a test failing this way may be listed in the skip list.
+    pub fn skippable(self) -> bool {
+        !matches!(self, Class::WrongShape | Class::WrongValue | Class::Panic)
+    }
+
+    /// The class of an importer error.
+    pub fn of_import(e: &fqc_onnx::OnnxError) -> Class {
+        if e.to_string().contains("unsupported op type") {
+            Class::UnsupportedOp
+        } else {
+            Class::Unsupported
+        }
+    }
+}
+
+/// A failed conformance test: its class and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub class: Class,
+    pub msg: String,
+}
+
+impl Failure {
+    pub fn new(class: Class, msg: impl Into<String>) -> Failure {
+        Failure {
+            class,
+            msg: msg.into(),
+        }
+    }
+
+    pub fn import(e: &fqc_onnx::OnnxError) -> Failure {
+        Failure::new(Class::of_import(e), e.to_string())
+    }
+}
+
+/// One entry of the skip list: the class the test fails with, and why that is accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skip {
+    pub class: Class,
+    pub reason: String,
+}
+
+/// The committed skip list `testsuite/skips.txt`: `kind/name<TAB>class<TAB>reason` per
+/// line, `#` comments. Returns `name -> skip` for one kind (`node`, `model`). A line with
+/// an unknown or unskippable class, or without a reason, panics: the list is data the
+/// tests depend on.
+pub fn skips(kind: &str) -> BTreeMap<String, Skip> {
     let text = std::fs::read_to_string(skips_path()).unwrap_or_default();
     text.lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
         .filter_map(|l| {
-            let (key, reason) = l.split_once('\t')?;
-            let name = key.strip_prefix(kind)?.strip_prefix('/')?;
-            Some((name.to_string(), reason.to_string()))
+            let mut parts = l.splitn(3, '\t');
+            let name = parts.next()?.strip_prefix(kind)?.strip_prefix('/')?;
+            let class = parts.next().unwrap_or_default();
+            let reason = parts.next().unwrap_or_default();
+            let class = Class::parse(class)
+                .unwrap_or_else(|| panic!("skips.txt: `{l}`: unknown class `{class}`"));
+            assert!(
+                class.skippable(),
+                "skips.txt: `{l}`: a {} failure may never be skipped",
+                class.name()
+            );
+            assert!(
+                !reason.trim().is_empty(),
+                "skips.txt: `{l}`: no reason given"
+            );
+            Some((
+                name.to_string(),
+                Skip {
+                    class,
+                    reason: reason.to_string(),
+                },
+            ))
         })
         .collect()
 }
@@ -91,7 +208,7 @@ pub fn skips_path() -> PathBuf {
 
 /// Rewrites one kind's section of the skip list (used with `FQC_BLESS_SKIPS=1`), keeping
 /// the other kinds' lines and the header comments.
-pub fn bless_skips(kind: &str, entries: &BTreeMap<String, String>) {
+pub fn bless_skips(kind: &str, entries: &BTreeMap<String, Skip>) {
     let text = std::fs::read_to_string(skips_path()).unwrap_or_default();
     let prefix = format!("{kind}/");
     let mut out: Vec<String> = text
@@ -99,10 +216,11 @@ pub fn bless_skips(kind: &str, entries: &BTreeMap<String, String>) {
         .filter(|l| !l.starts_with(&prefix))
         .map(str::to_string)
         .collect();
-    for (name, reason) in entries {
+    for (name, skip) in entries {
         out.push(format!(
-            "{prefix}{name}\t{}",
-            reason.replace(['\n', '\t'], " ")
+            "{prefix}{name}\t{}\t{}",
+            skip.class.name(),
+            skip.reason.replace(['\n', '\t'], " ")
         ));
     }
     std::fs::write(skips_path(), out.join("\n") + "\n").expect("write skips.txt");
@@ -113,48 +231,80 @@ pub fn bless_skips(kind: &str, entries: &BTreeMap<String, String>) {
 pub struct Tally {
     pub passed: Vec<String>,
     pub skipped: Vec<String>,
-    /// Not in the skip list but failed, or in it but passed (a stale entry).
+    /// Not in the skip list but failed; in it but passed (a stale entry); in it but
+    /// failed with another class than listed.
     pub failures: Vec<String>,
-    /// Observed failure reasons (for blessing the list).
-    pub observed: BTreeMap<String, String>,
+    /// Every test seen (to find listed names that no longer exist).
+    pub seen: Vec<String>,
+    /// Observed failures (for blessing the list).
+    pub observed: BTreeMap<String, Failure>,
 }
 
 impl Tally {
-    /// Records one test's result against `skips`. A panic is never skippable.
+    /// Records one test's result against `skips`.
     pub fn record(
         &mut self,
         name: &str,
-        result: Result<(), String>,
-        skips: &BTreeMap<String, String>,
+        result: Result<(), Failure>,
+        skips: &BTreeMap<String, Skip>,
     ) {
+        self.seen.push(name.to_string());
         match (result, skips.get(name)) {
             (Ok(()), None) => self.passed.push(name.to_string()),
             (Ok(()), Some(_)) => self.failures.push(format!(
                 "{name}: passes but is listed in skips.txt (remove it)"
             )),
-            (Err(e), Some(_)) if !e.starts_with("PANIC") => {
+            (Err(f), Some(skip)) if f.class == skip.class => {
                 self.skipped.push(name.to_string());
-                self.observed.insert(name.to_string(), e);
+                self.observed.insert(name.to_string(), f);
             }
-            (Err(e), _) => {
-                self.failures.push(format!("{name}: {e}"));
-                self.observed.insert(name.to_string(), e);
+            (Err(f), Some(skip)) => {
+                self.failures.push(format!(
+                    "{name}: listed in skips.txt as {}, but fails as {}: {}",
+                    skip.class.name(),
+                    f.class.name(),
+                    f.msg
+                ));
+                self.observed.insert(name.to_string(), f);
+            }
+            (Err(f), None) => {
+                self.failures
+                    .push(format!("{name}: {} ({})", f.msg, f.class.name()));
+                self.observed.insert(name.to_string(), f);
             }
         }
     }
 
-    /// Prints the summary line, blesses the list if asked, and panics on failures.
-    /// When blessing, an entry that is still failing keeps its hand-written reason.
-    pub fn finish(self, kind: &str) {
+    /// Prints the summary line, blesses the list if asked, and panics on failures or on
+    /// listed names the run never saw. When blessing, a still-failing entry of the same
+    /// class keeps its hand-written reason; a wrong value, shape or a panic is never
+    /// written into the list.
+    pub fn finish(mut self, kind: &str) {
+        let listed = skips(kind);
+        for name in listed.keys() {
+            if !self.seen.contains(name) {
+                self.failures.push(format!(
+                    "{name}: listed in skips.txt, but no such test exists (remove it)"
+                ));
+            }
+        }
         if std::env::var_os("FQC_BLESS_SKIPS").is_some() {
-            let listed = skips(kind);
             let keep: BTreeMap<_, _> = self
                 .observed
-                .into_iter()
-                .filter(|(_, e)| !e.starts_with("PANIC"))
-                .map(|(name, e)| {
-                    let reason = listed.get(&name).cloned().unwrap_or(e);
-                    (name, reason)
+                .iter()
+                .filter(|(_, f)| f.class.skippable())
+                .map(|(name, f)| {
+                    let reason = match listed.get(name) {
+                        Some(s) if s.class == f.class => s.reason.clone(),
+                        _ => f.msg.clone(),
+                    };
+                    (
+                        name.clone(),
+                        Skip {
+                            class: f.class,
+                            reason,
+                        },
+                    )
                 })
                 .collect();
             bless_skips(kind, &keep);
@@ -177,16 +327,19 @@ impl Tally {
     }
 }
 
-/// Runs `f`, turning a panic into an error string starting with `PANIC`.
-pub fn catch<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+/// Runs `f`, turning a panic into a [`Class::Panic`] failure.
+pub fn catch<T>(f: impl FnOnce() -> Result<T, Failure>) -> Result<T, Failure> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(r) => r,
-        Err(p) => Err(format!(
-            "PANIC: {}",
-            p.downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default()
+        Err(p) => Err(Failure::new(
+            Class::Panic,
+            format!(
+                "PANIC: {}",
+                p.downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default()
+            ),
         )),
     }
 }

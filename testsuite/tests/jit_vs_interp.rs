@@ -31,7 +31,7 @@ use std::path::Path;
 use fqc_ir::{Graph, Op, Tensor};
 use fqc_passes::schedule::{compile_gradual, NoFineTune, Schedule};
 use fqc_passes::{PassContext, PipelineOptions, WeightBits};
-use fqc_testsuite::{catch, generated};
+use fqc_testsuite::{catch, generated, Class, Failure};
 use serde_json::Value as Json;
 
 /// Default cap on conv + gemm MACs per batch item (see the module docs).
@@ -268,20 +268,22 @@ fn check(float: &Graph, feed: &Feed, weights: WeightBits, act_bits: u8, seed: u6
             &mut NoFineTune,
             &PipelineOptions::default(),
         )
-        .map_err(|e| format!("passes: {e}"))
+        .map_err(|e| Failure::new(Class::RunError, format!("passes: {e}")))
     });
     let g = match compiled {
         Ok(out) => out.graph,
-        Err(e) if e.starts_with("PANIC") => return Outcome::Broken(format!("passes: {e}")),
-        Err(e) => return Outcome::Refused(e),
+        Err(f) if f.class == Class::Panic => return Outcome::Broken(format!("passes: {}", f.msg)),
+        Err(f) => return Outcome::Refused(f.msg),
     };
     if !fqc_passes::is_integer_only(&g) {
         return Outcome::Refused("passes: result is not integer-only".into());
     }
-    let jit = match catch(|| fqc_codegen::compile(&g).map_err(|e| format!("jit: {e}"))) {
+    let jit = match catch(|| {
+        fqc_codegen::compile(&g).map_err(|e| Failure::new(Class::RunError, format!("jit: {e}")))
+    }) {
         Ok(j) => j,
-        Err(e) if e.starts_with("PANIC") => return Outcome::Broken(format!("jit: {e}")),
-        Err(e) => return Outcome::Refused(e),
+        Err(f) if f.class == Class::Panic => return Outcome::Broken(format!("jit: {}", f.msg)),
+        Err(f) => return Outcome::Refused(f.msg),
     };
     let batches = match feed.fixed_batch {
         None => [2, 1],
@@ -290,11 +292,12 @@ fn check(float: &Graph, feed: &Feed, weights: WeightBits, act_bits: u8, seed: u6
     for (batch, s) in batches.into_iter().zip([seed ^ 0xa5a5, seed ^ 0x5a5a]) {
         let x = normal_input(item, batch, s);
         let r = catch(|| {
+            let fail = |m: String| Failure::new(Class::RunError, m);
             let want = fqc_ir::interp::run(&g, std::slice::from_ref(&x))
-                .map_err(|e| format!("interpreter: {e}"))?;
+                .map_err(|e| fail(format!("interpreter: {e}")))?;
             let got = jit
                 .run(std::slice::from_ref(&x))
-                .map_err(|e| format!("jit run: {e}"))?;
+                .map_err(|e| fail(format!("jit run: {e}")))?;
             if got != want {
                 let detail = got
                     .iter()
@@ -303,12 +306,14 @@ fn check(float: &Graph, feed: &Feed, weights: WeightBits, act_bits: u8, seed: u6
                     .find(|(_, (a, b))| a != b)
                     .map(|(i, (a, b))| format!("output {i}: shapes {:?} vs {:?}", a.shape, b.shape))
                     .unwrap_or_else(|| format!("{} vs {} outputs", got.len(), want.len()));
-                return Err(format!("JIT != interpreter at batch {batch}: {detail}"));
+                return Err(fail(format!(
+                    "JIT != interpreter at batch {batch}: {detail}"
+                )));
             }
             Ok(())
         });
-        if let Err(e) = r {
-            return Outcome::Broken(e);
+        if let Err(f) = r {
+            return Outcome::Broken(f.msg);
         }
     }
     Outcome::Same

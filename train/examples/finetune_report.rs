@@ -233,27 +233,33 @@ fn table(m: &Model, w: &mut String) {
     targets(m, w);
 }
 
+/// A gap to the float model (`fp − quantized`, points) in words: "0.18 below" or, for a
+/// quantized model that beats the float one, "0.20 above".
+fn relative_to_fp(gap: f64) -> String {
+    if gap < 0.0 {
+        format!("{:.2} above", -gap)
+    } else {
+        format!("{gap:.2} below")
+    }
+}
+
 fn targets(m: &Model, w: &mut String) {
     let by = |c: &str| m.rows.iter().find(|r| r.config == c).map(|r| r.top1);
     let fp = m.rows[0].top1;
     let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
-    if let (Some(t), Some(g)) = (m.target_w2a4, by("gradual QAT w2a4")) {
-        let gap = 100.0 * (fp - g);
-        let _ = writeln!(
-            w,
-            "- gradual w2a4 within {t} points of FP: {:.2} below — {}",
-            gap,
-            verdict(gap <= t)
-        );
-    }
-    if let (Some(t), Some(g)) = (m.target_w2a2, by("gradual QAT w2a2")) {
-        let gap = 100.0 * (fp - g);
-        let _ = writeln!(
-            w,
-            "- gradual w2a2 within {t} points of FP: {:.2} below — {}",
-            gap,
-            verdict(gap <= t)
-        );
+    for (target, config, label) in [
+        (m.target_w2a4, "gradual QAT w2a4", "gradual w2a4"),
+        (m.target_w2a2, "gradual QAT w2a2", "gradual w2a2"),
+    ] {
+        if let (Some(t), Some(g)) = (target, by(config)) {
+            let gap = 100.0 * (fp - g);
+            let _ = writeln!(
+                w,
+                "- {label} within {t} points of FP: {} — {}",
+                relative_to_fp(gap),
+                verdict(gap <= t)
+            );
+        }
     }
     if let (Some(g), Some(o)) = (by("gradual QAT w2a2"), by("one-shot QAT w2a2")) {
         let _ = writeln!(

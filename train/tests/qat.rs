@@ -110,6 +110,8 @@ fn ste_quantizer_matches_the_ir_and_passes_gradients() {
 struct CheckNet {
     x: fqc_ir::Tensor,
     agree: Option<f64>,
+    /// Median and largest |logit difference| between the trainer's net and the IR.
+    median_diff: f32,
     max_diff: f32,
 }
 
@@ -131,7 +133,12 @@ impl FineTune for CheckNet {
         self.agree = Some(same as f64 / n as f64);
         let mut diffs: Vec<f32> = ours.iter().zip(&ir).map(|(a, b)| (a - b).abs()).collect();
         diffs.sort_by(f32::total_cmp);
-        self.max_diff = diffs[diffs.len() / 2];
+        self.median_diff = diffs[diffs.len() / 2];
+        self.max_diff = diffs[diffs.len() - 1];
+        eprintln!(
+            "trainer net vs IR: median |diff| {:e}, max {:e}",
+            self.median_diff, self.max_diff
+        );
         Ok(())
     }
 }
@@ -146,15 +153,22 @@ fn trained_network_is_the_fake_quant_graph() {
     let mut hook = CheckNet {
         x: set.batch(0, 128),
         agree: None,
+        median_diff: f32::INFINITY,
         max_diff: f32::INFINITY,
     };
     let s = Schedule::one_shot(WeightBits::Ternary, 4);
     compile_gradual(&g, &s, &mut cx, &mut hook, &PipelineOptions::default()).unwrap();
     let agree = hook.agree.unwrap();
     assert!(agree >= 0.99, "argmax agreement {agree}");
+    // Measured here: median 6e-8, largest 7e-7 (f32 rounding of two summation orders).
     assert!(
-        hook.max_diff < 1e-3,
+        hook.median_diff < 1e-5,
         "median |logit diff| {}",
+        hook.median_diff
+    );
+    assert!(
+        hook.max_diff < 1e-4,
+        "largest |logit diff| {}",
         hook.max_diff
     );
 }

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod compile;
 pub mod eval;
 pub mod inspect;
+pub mod ops;
 pub mod run;
 
 use std::path::Path;

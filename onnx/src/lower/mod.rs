@@ -108,13 +108,57 @@ pub(crate) fn lower_node(imp: &mut Importer, nodes: &[NodeProto], index: usize) 
     cx.run().map_err(wrap)
 }
 
+/// How a node is lowered.
+type Lowering = fn(&mut Cx<'_>) -> LResult<()>;
+
+/// Every ONNX op type (default domain) the importer lowers, with its lowering: the one
+/// list [`supported_ops`] reports (`fqc ops`, and the conformance generators filter
+/// ONNX's node tests by it).
+const LOWERINGS: &[(&str, Lowering)] = &[
+    ("Conv", conv::conv),
+    ("MaxPool", conv::pool),
+    ("AveragePool", conv::pool),
+    ("GlobalAveragePool", conv::global_pool),
+    ("GlobalMaxPool", conv::global_pool),
+    ("Relu", eltwise::relu),
+    ("Clip", eltwise::clip),
+    ("Add", eltwise::binary),
+    ("Sub", eltwise::binary),
+    ("Mul", eltwise::binary),
+    ("Div", eltwise::binary),
+    ("Sum", eltwise::sum),
+    ("Dropout", eltwise::dropout),
+    ("Identity", eltwise::identity),
+    ("BatchNormalization", norm::batch_norm),
+    ("LRN", norm::lrn),
+    ("Softmax", norm::softmax),
+    ("Gemm", linear::gemm),
+    ("MatMul", linear::matmul),
+    ("Flatten", layout::flatten),
+    ("Reshape", layout::reshape),
+    ("Concat", layout::concat),
+    ("Transpose", layout::transpose),
+    ("Squeeze", layout::squeeze),
+    ("Unsqueeze", layout::squeeze),
+    ("Constant", shape::constant),
+    ("ConstantOfShape", shape::constant_of_shape),
+    ("Shape", shape::shape),
+    ("Gather", shape::gather),
+    ("Cast", shape::cast),
+    ("Slice", shape::slice),
+];
+
+/// The ONNX op types (default domain) the importer lowers, sorted.
+pub fn supported_ops() -> Vec<&'static str> {
+    let mut ops: Vec<&str> = LOWERINGS.iter().map(|(op, _)| *op).collect();
+    ops.sort_unstable();
+    ops
+}
+
 impl Cx<'_> {
     fn run(&mut self) -> LResult<()> {
-        for out in &self.node.output {
-            if !out.is_empty() && self.imp.vals.contains_key(out) {
-                return Err(format!("value `{out}` is defined more than once"));
-            }
-        }
+        // (Every output name is new: `import::check_single_definitions` checked the
+        // whole graph before any node was lowered.)
         let all_const = self.node.input.iter().any(|n| !n.is_empty())
             && (0..self.node.input.len()).all(|i| match self.val_opt(i) {
                 Ok(None) => true,
@@ -132,33 +176,9 @@ impl Cx<'_> {
     }
 
     fn dispatch(&mut self) -> LResult<()> {
-        match self.node.op_type() {
-            "Conv" => conv::conv(self),
-            "MaxPool" | "AveragePool" => conv::pool(self),
-            "GlobalAveragePool" | "GlobalMaxPool" => conv::global_pool(self),
-            "Relu" => eltwise::relu(self),
-            "Clip" => eltwise::clip(self),
-            "Add" | "Sub" | "Mul" | "Div" => eltwise::binary(self),
-            "Sum" => eltwise::sum(self),
-            "Dropout" => eltwise::dropout(self),
-            "Identity" => eltwise::identity(self),
-            "BatchNormalization" => norm::batch_norm(self),
-            "LRN" => norm::lrn(self),
-            "Softmax" => norm::softmax(self),
-            "Gemm" => linear::gemm(self),
-            "MatMul" => linear::matmul(self),
-            "Flatten" => layout::flatten(self),
-            "Reshape" => layout::reshape(self),
-            "Concat" => layout::concat(self),
-            "Transpose" => layout::transpose(self),
-            "Squeeze" | "Unsqueeze" => layout::squeeze(self),
-            "Constant" => shape::constant(self),
-            "ConstantOfShape" => shape::constant_of_shape(self),
-            "Shape" => shape::shape(self),
-            "Gather" => shape::gather(self),
-            "Cast" => shape::cast(self),
-            "Slice" => shape::slice(self),
-            op => Err(format!("unsupported op type `{op}`")),
+        match LOWERINGS.iter().find(|(op, _)| *op == self.node.op_type()) {
+            Some((_, lower)) => lower(self),
+            None => Err(format!("unsupported op type `{}`", self.node.op_type())),
         }
     }
 
