@@ -533,3 +533,30 @@ fn gemv_path_a_at_its_pair_bound() {
     check_same(&g, &[full]);
     check_same(&g, &[random_input(&mut rng, 2, &[k], xdt)]);
 }
+
+/// A 1×1 image under a 1×1 kernel whose one output window sits on the top padding
+/// (stride 2): not a vector-matrix product (the native GEMV once took it for one and
+/// read the pixel; found by proptest).
+#[test]
+fn a_one_pixel_conv_whose_window_sits_on_padding() {
+    let c = ConvCase {
+        n: 1,
+        cg: 1,
+        mg: 1,
+        group: 1,
+        depthwise: false,
+        hw: [1, 1],
+        k: [1, 1],
+        strides: [2, 1],
+        dil: [1, 1],
+        pads: [1, 0, 0, 0],
+        x: (false, 4),
+        wbits: None,
+        bias: false,
+        out: (false, 2),
+        pool: 0,
+        seed: 7437418045758489604,
+    };
+    let (g, inputs) = build_conv(&c);
+    check_same(&g, &inputs);
+}

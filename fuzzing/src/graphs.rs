@@ -146,9 +146,16 @@ impl Builder<'_, '_> {
             self.u.int_in_range(1u64..=3)?,
             self.u.int_in_range(1u64..=3)?,
         ];
+        // Pools refuse pads that reach the kernel (as ONNX Runtime does); convolutions
+        // take any padding, even one that puts a whole window on the border.
         let mut pads = [0u64; 4];
         for (i, p) in pads.iter_mut().enumerate() {
-            *p = self.u.int_in_range(0u64..=2)?.min(kernel[i % 2] - 1);
+            let drawn = self.u.int_in_range(0u64..=2)?;
+            *p = if conv {
+                drawn
+            } else {
+                drawn.min(kernel[i % 2] - 1)
+            };
         }
         let dilations = if conv {
             [

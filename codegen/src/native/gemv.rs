@@ -50,7 +50,15 @@ impl NativeGemv {
     /// `None` unless `s` is one product per image (a 1×1 image, 1×1 kernel, one group)
     /// and the CPU has AVX2.
     pub(crate) fn new(s: ConvSpec) -> Option<NativeGemv> {
-        let vector = s.h == 1 && s.w == 1 && s.kh == 1 && s.kw == 1 && s.group == 1;
+        // A 1×1 image under a 1×1 kernel is a vector times a matrix only when the one
+        // output reads the one pixel: with padding, the window can sit on a pad instead
+        // (found by proptest: pads [1,0,0,0], stride 2, where the output is all padding).
+        let vector = s.h == 1
+            && s.w == 1
+            && s.kh == 1
+            && s.kw == 1
+            && s.group == 1
+            && s.pads.iter().all(|&p| p == 0);
         if !vector || s.oh * s.ow != 1 || !available() {
             return None;
         }
