@@ -36,6 +36,8 @@ def main():
         fqc = f.read()
     put("fqc_load", "raw_mnist_w2a4.fqc", b"\x00" + fqc)
     put("fqc_load", "body_mnist_w2a4", b"\x01" + fqc[28:])
+    with open(os.path.join(ROOT, "runtime/tests/fixtures/mnist_cnn_w2a4.format2.fqc"), "rb") as f:
+        put("fqc_load", "raw_mnist_w2a4.format2.fqc", b"\x00" + f.read())
     for i in range(4):
         put("fqc_load", f"built_{i}", bytes([2]) + bytes((i * 53 + k * 7) % 256 for k in range(200)))
     for p in sorted(glob.glob(os.path.join(ROOT, "testsuite/tests/snapshots/pass_snapshots__*.snap")))[:12]:

@@ -10,8 +10,8 @@ use fqc_ir::{text::print, Graph, Op, F32};
 use fqc_runtime::artifact::encoding::{decode, PayloadEncoding};
 use fqc_runtime::artifact::pack::pack;
 use fqc_runtime::artifact::schema::{
-    op_proto::Kind, value_proto::Def, ConstProto, DTypeProto, ElemKind, GraphProto, TypeProto,
-    ValueProto, END_MARKER,
+    attr_proto::Value as AttrValue, value_proto::Def, ConstProto, DTypeProto, ElemKind, GraphProto,
+    TypeProto, ValueProto, END_MARKER,
 };
 use fqc_runtime::artifact::{
     checksum, frame, load, load_file, save, save_file, try_save, ArtifactError, FORMAT_VERSION,
@@ -158,9 +158,22 @@ fn frame_version(version: u32, body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The format-1 body of `g`: every payload re-encoded `Plain` (what fqc 1 wrote).
-fn version1_body(g: &Graph) -> GraphProto {
+/// The format-2 body of `g`: every op in its per-kind message (what fqc 2 wrote).
+fn version2_body(g: &Graph) -> GraphProto {
     let mut p = body(&save(g));
+    for v in &mut p.values {
+        if let Some(Def::Node(n)) = &mut v.def {
+            let op = fqc_runtime::artifact::legacy::op_from_table_for_tests(n.table_op.take());
+            n.op = Some(fqc_runtime::artifact::legacy::op_to_proto(&op).expect("a format-2 op"));
+        }
+    }
+    p
+}
+
+/// The format-1 body of `g`: the format-2 body with every payload re-encoded `Plain`
+/// (what fqc 1 wrote).
+fn version1_body(g: &Graph) -> GraphProto {
+    let mut p = version2_body(g);
     for v in &mut p.values {
         let ty = v.ty.clone().unwrap();
         if let Some(Def::Const(c)) = &mut v.def {
@@ -184,24 +197,38 @@ fn version1_body(g: &Graph) -> GraphProto {
 }
 
 #[test]
-fn format_1_files_still_load() {
-    assert_eq!((MIN_FORMAT_VERSION, FORMAT_VERSION), (1, 2));
+fn format_1_and_2_files_still_load() {
+    assert_eq!((MIN_FORMAT_VERSION, FORMAT_VERSION), (1, 3));
     for g in graphs() {
+        let v2 = frame_version(2, &version2_body(&g).encode_to_vec());
+        let back = load(&v2).unwrap_or_else(|e| panic!("{} (format 2): {e}", g.name));
+        assert!(back == g.compact(), "{}", g.name);
         let p = version1_body(&g);
         let v1 = frame_version(1, &p.encode_to_vec());
         let back = load(&v1).unwrap_or_else(|e| panic!("{}: {e}", g.name));
         assert!(back == g.compact(), "{}", g.name);
-        // Re-saving writes the current format, which is smaller.
-        let v2 = save(&back);
-        assert_eq!(v2[8..12], FORMAT_VERSION.to_le_bytes());
-        assert!(
-            v2.len() <= v1.len(),
-            "{}: {} > {}",
-            g.name,
-            v2.len(),
-            v1.len()
-        );
+        // Re-saving writes the current format, whose payloads are smaller than format
+        // 1's (its ops, stored with their attribute names, may take a few bytes more).
+        let v3 = save(&back);
+        assert_eq!(v3[8..12], FORMAT_VERSION.to_le_bytes());
+        let payloads = |p: &GraphProto| -> usize {
+            p.values
+                .iter()
+                .filter_map(|v| match &v.def {
+                    Some(Def::Const(c)) => c.payload.as_ref().map(Vec::len),
+                    _ => None,
+                })
+                .sum()
+        };
+        let (now, then) = (payloads(&body(&v3)), payloads(&p));
+        assert!(now <= then, "{}: {now} > {then}", g.name);
     }
+    // A format-3 body read as format 2 has no ops; a format-2 body read as 3 neither.
+    let g = quant_graph();
+    let e = load(&frame_version(2, &body(&save(&g)).encode_to_vec())).unwrap_err();
+    assert!(e.to_string().contains("missing op"), "{e}");
+    let e = load(&frame_version(3, &version2_body(&g).encode_to_vec())).unwrap_err();
+    assert!(e.to_string().contains("missing op"), "{e}");
 }
 
 #[test]
@@ -482,14 +509,22 @@ fn structural_corruption_is_a_clear_error() {
     };
     let e = with_node(&|n| n.inputs[0] = 9999);
     assert!(e.contains("operand %9999 does not exist"), "{e}");
-    let e = with_node(&|n| n.op = None);
+    let e = with_node(&|n| n.table_op = None);
     assert!(e.contains("missing op"), "{e}");
     let e = with_node(&|n| {
-        if let Some(Kind::Quantize(q)) = &mut n.op.as_mut().unwrap().kind {
-            q.dtype.as_mut().unwrap().bits = 0;
+        for a in &mut n.table_op.as_mut().unwrap().attrs {
+            if let Some(AttrValue::Dtype(d)) = &mut a.value {
+                d.bits = 0;
+            }
         }
     });
     assert!(e.contains("integer width 0"), "{e}");
+    let e = with_node(&|n| n.table_op.as_mut().unwrap().name = "frob".into());
+    assert!(e.contains("unknown op `frob`"), "{e}");
+    let e = with_node(&|n| n.table_op.as_mut().unwrap().attrs.reverse());
+    assert!(e.contains("expected attribute `dtype`"), "{e}");
+    let e = with_node(&|n| n.table_op.as_mut().unwrap().attrs.pop().map_or((), |_| ()));
+    assert!(e.contains("missing attribute"), "{e}");
 
     let mut p = good.clone();
     p.outputs.push(12345);
@@ -582,4 +617,23 @@ proptest! {
             prop_assert!(fqc_ir::verify(&g).is_ok());
         }
     }
+}
+
+/// A real format-2 file (the bundled MNIST model as fqc wrote it before format 3) loads,
+/// and is the same graph as the committed model, which was rewritten in format 3.
+#[test]
+fn a_format_2_file_written_by_fqc_still_loads() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let old = std::fs::read(root.join("tests/fixtures/mnist_cnn_w2a4.format2.fqc")).unwrap();
+    assert_eq!(old[8..12], 2u32.to_le_bytes());
+    let g = load(&old).expect("a format-2 artifact loads");
+    let now = load_file(root.join("../examples/mnist/mnist_cnn_w2a4.fqc")).unwrap();
+    assert!(
+        g == now,
+        "the format-2 and format-3 files hold different graphs"
+    );
+    assert_eq!(
+        save(&g),
+        std::fs::read(root.join("../examples/mnist/mnist_cnn_w2a4.fqc")).unwrap()
+    );
 }

@@ -1,12 +1,25 @@
-//! The closed set of operations fqc's IR knows, with their attributes.
+//! The closed set of operations fqc's IR knows, each described once.
+//!
+//! [`op_table!`] below is the one description of every op: its variant and attribute
+//! fields (with how each field is encoded, `attr.rs`), its name in the text format, how
+//! many operands it takes and its class. The enum, [`Op::name`], [`Op::arity`],
+//! [`Op::class`], [`Op::attrs`] (what the text printer and the `.fqc` encoder write) and
+//! [`Op::from_attrs`] (what the text parser and the `.fqc` decoder read) are generated
+//! from it, so adding an op is one line here plus its semantics (type rule in `infer`,
+//! kernel in the interpreter). Element-wise functions are families ([`BinaryOp`]): one
+//! variant whose members each have their own name and attributes.
 //!
 //! Attributes are fully resolved at import: `auto_pad` becomes explicit pads, Reshape's
 //! `0`/`-1` become concrete extents, opset differences are normalised away. So an `Op`
 //! alone (with its operand types) determines its semantics, which the reference
 //! interpreter defines. `Op` is `Eq + Hash` (floats via [`F32`]) so it can map 1:1 onto
-//! an egg `Language` later. Spatial ops are 2-D (NCHW): fqc targets 2-D CNNs.
+//! an egg `Language`. Spatial ops are 2-D (NCHW): fqc targets 2-D CNNs.
+
+pub mod attr;
 
 use crate::types::{DType, Dim, F32};
+
+pub use attr::{Attr, AttrSource, Attrs, Family, Field};
 
 /// 2-D window geometry shared by Conv and the pools.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -50,25 +63,17 @@ impl Window {
     }
 }
 
-/// Element-wise binary arithmetic with NumPy broadcasting.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BinaryOp {
-    Add,
-    Sub,
-    Mul,
-    Div,
+crate::op_family! {
+    /// Element-wise binary arithmetic with NumPy broadcasting.
+    pub enum BinaryOp {
+        Add = "add",
+        Sub = "sub",
+        Mul = "mul",
+        Div = "div",
+    }
 }
 
 impl BinaryOp {
-    pub fn name(self) -> &'static str {
-        match self {
-            BinaryOp::Add => "add",
-            BinaryOp::Sub => "sub",
-            BinaryOp::Mul => "mul",
-            BinaryOp::Div => "div",
-        }
-    }
-
     pub fn apply(self, a: f32, b: f32) -> f32 {
         match self {
             BinaryOp::Add => a + b,
@@ -79,187 +84,210 @@ impl BinaryOp {
     }
 }
 
-/// An IR operation. Operand lists are documented per variant; every op has one result.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Op {
-    /// `(x[N,C,H,W], w[M,C/group,kh,kw], bias[M]?)`.
-    Conv {
-        window: Window,
-        group: u64,
-    },
-    /// Inference BatchNorm: `(x, scale[C], bias[C], mean[C], var[C])` over axis 1.
-    BatchNorm {
-        epsilon: F32,
-    },
-    Relu,
-    /// `clamp(x, min, max)`; ±inf for an absent bound.
-    Clip {
-        min: F32,
-        max: F32,
-    },
-    /// `(a, b)` with NumPy broadcasting.
-    Binary(BinaryOp),
-    /// Element-wise sum of any number (≥ 1) of same-shape or broadcastable operands.
-    Sum,
-    /// `(x[N,C,H,W])`; padding never wins the max.
-    MaxPool {
-        window: Window,
-    },
-    /// `(x[N,C,H,W])`; pads counted in the divisor iff `count_include_pad`.
-    AveragePool {
-        window: Window,
-        count_include_pad: bool,
-    },
-    /// `(x[N,C,H,W]) -> [N,C,1,1]`.
-    GlobalAveragePool,
-    /// `(x[N,C,H,W]) -> [N,C,1,1]`.
-    GlobalMaxPool,
-    /// `alpha * A' B' + beta * C`: `(a[M,K] or [K,M], b, c?)` with C unidirectionally
-    /// broadcast to `[M,N]`.
-    Gemm {
-        alpha: F32,
-        beta: F32,
-        trans_a: bool,
-        trans_b: bool,
-    },
-    /// NumPy matmul of rank-≥1 operands with batch broadcasting.
-    MatMul,
-    /// `[d0..dk, ...] -> [d0*..*d(axis-1), d(axis)*..]`.
-    Flatten {
-        axis: u64,
-    },
-    /// Reshape to a resolved target (no 0 / -1 left); the element count is preserved.
-    Reshape {
-        shape: Vec<Dim>,
-    },
-    /// Concatenation of ≥ 1 operands along `axis`.
-    Concat {
-        axis: u64,
-    },
-    /// Softmax along one axis (opset ≥ 13 semantics; older forms are rewritten at import).
-    Softmax {
-        axis: u64,
-    },
-    /// Local response normalisation across channels.
-    Lrn {
-        size: u64,
-        alpha: F32,
-        beta: F32,
-        bias: F32,
-    },
-    /// Axis permutation.
-    Transpose {
-        perm: Vec<u64>,
-    },
+/// What an op computes on (see [`Op::is_float_op`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpClass {
+    /// Float arithmetic (the imported network, fake-quant graphs).
+    Float,
+    /// Moves or selects elements without arithmetic: runs on floats and on integers.
+    Layout,
+    /// The quantization boundary: `quantize`, `dequantize`.
+    Boundary,
+    /// Integer arithmetic after `integerize`.
+    Integer,
+}
 
-    // ---- Quantization boundary (fake-quant graphs, and the ends of integer graphs) ----
-    /// `(x: f32) -> dtype s=scale`: `q = clamp(round_half_even((x - offset) / scale),
-    /// qmin, qmax)` with `(qmin, qmax) = dtype.quant_range()`, computed in f32. `offset`
-    /// absorbs a preceding input normalisation (`Sub` of a constant).
-    Quantize {
-        dtype: DType,
-        scale: F32,
-        offset: F32,
-    },
-    /// `(q) -> f32 = q * s` with `s` from the operand's type (per tensor or per channel);
-    /// or `(acc: i32, scale: f32[C], bias: f32[C]?) -> f32 = acc * scale[c] + bias[c]`
-    /// over axis 1, the output boundary of an integer classifier. Computed in f32.
-    Dequantize,
+/// Encodes field `$f` of type `$t` (by its [`Field`] impl, or by the codec module).
+macro_rules! put_field {
+    ($v:expr, $key:expr, $out:expr, $t:ty) => {
+        <$t as attr::Field>::put($v, $key, $out)
+    };
+    ($v:expr, $key:expr, $out:expr, $t:ty, $codec:ident) => {
+        attr::$codec::put($v, $key, $out)
+    };
+}
 
-    // ---- Integer-only ops (after `integerize`) ----
-    /// `(x: int, w: int|t2 [M,C/group,kh,kw], bias: i32[M]?) -> i32` accumulators;
-    /// padding contributes 0 (quantized 0 is real 0: no zero points).
-    QConv {
-        window: Window,
-        group: u64,
-    },
-    /// `(a: int [M,K], b: int|t2 [N,K] if trans_b else [K,N], bias: i32[N]?) -> i32 [M,N]`.
-    QGemm {
-        trans_b: bool,
-    },
-    /// Per-channel threshold requantization over axis 1:
-    /// `(acc: i32, thresholds: i32[C, L], descending: i8[C]) -> dtype s=scale` with
-    /// `L = qmax - qmin`; `y = qmin + #{k : thresholds[c,k] <= acc}` where
-    /// `descending[c] == 0`, and `y = qmin + #{k : thresholds[c,k] >= acc}` otherwise.
-    /// Any monotone map from accumulator to output level (folded BN, bias, ReLU clip,
-    /// the next quantizer's scale) is exactly such a step function.
-    Requantize {
-        dtype: DType,
-        scale: F32,
-    },
-    /// `(a: int, b: int, ka: i32[], kb: i32[]) -> i32 = a*ka + b*kb` (broadcasting like
-    /// `add`): a residual join rescaled to a common integer scale.
-    ScaledAdd,
-    /// `(x: int) -> i32` window sums (pads contribute 0): integer average pooling
-    /// before its divisor is folded into the following requantization.
-    SumPool {
-        window: Window,
-    },
-    /// `(x: int [N,C,H,W]) -> i32 [N,C,1,1]` sums.
-    GlobalSumPool,
+/// Decodes field `$f` of type `$t` (by its [`Field`] impl, or by the codec module).
+macro_rules! take_field {
+    ($key:expr, $src:expr, $t:ty) => {
+        <$t as attr::Field>::take($key, $src)
+    };
+    ($key:expr, $src:expr, $t:ty, $codec:ident) => {
+        attr::$codec::take($key, $src)
+    };
+}
+
+/// The op table: generates [`Op`] and its description methods (see the module docs).
+macro_rules! op_table {
+    (
+        simple {$(
+            $(#[$meta:meta])*
+            $V:ident $({ $($f:ident : $t:ty $(as $codec:ident)?),* $(,)? })?
+                => $name:literal, args($min:expr, $max:expr), $class:ident;
+        )*}
+        families {$(
+            $(#[$fmeta:meta])*
+            $FV:ident($Fam:ty), args($fmin:expr, $fmax:expr), $fclass:ident;
+        )*}
+    ) => {
+        /// An IR operation. Operand lists are documented per variant; every op has one
+        /// result.
+        #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+        pub enum Op {
+            $( $(#[$meta])* $V $({ $($f: $t),* })?, )*
+            $( $(#[$fmeta])* $FV($Fam), )*
+        }
+
+        impl Op {
+            /// The op's name in the text format.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $( Op::$V { .. } => $name, )*
+                    $( Op::$FV(x) => x.name(), )*
+                }
+            }
+
+            /// Allowed operand counts `(min, max)`; `None` max means unbounded.
+            pub fn arity(&self) -> (usize, Option<usize>) {
+                match self {
+                    $( Op::$V { .. } => ($min, $max), )*
+                    $( Op::$FV(_) => ($fmin, $fmax), )*
+                }
+            }
+
+            /// What the op computes on.
+            pub fn class(&self) -> OpClass {
+                match self {
+                    $( Op::$V { .. } => OpClass::$class, )*
+                    $( Op::$FV(_) => OpClass::$fclass, )*
+                }
+            }
+
+            /// Every attribute, in the order [`Op::from_attrs`] reads them.
+            #[allow(unused_variables)]
+            pub fn attrs(&self) -> Attrs {
+                let mut out = Vec::new();
+                match self {
+                    $( Op::$V $({ $($f),* })? => {
+                        $($( put_field!($f, stringify!($f), &mut out, $t $(, $codec)?); )*)?
+                    } )*
+                    $( Op::$FV(x) => attr::Family::put_attrs(x, &mut out), )*
+                }
+                out
+            }
+
+            /// The op named `name` with attributes read from `src` (the inverse of
+            /// [`Op::name`] and [`Op::attrs`]).
+            #[allow(unused_variables)]
+            pub fn from_attrs(name: &str, src: &mut dyn AttrSource) -> Result<Op, String> {
+                $(
+                    if name == $name {
+                        return Ok(Op::$V $({ $($f: take_field!(stringify!($f), src, $t $(, $codec)?)?),* })?);
+                    }
+                )*
+                $(
+                    if let Some(r) = <$Fam as attr::Family>::take(name, src) {
+                        return r.map(Op::$FV);
+                    }
+                )*
+                Err(format!("unknown op `{name}`"))
+            }
+
+            /// Every op name (the text format's vocabulary).
+            pub fn names() -> Vec<&'static str> {
+                let mut v = vec![$($name),*];
+                $( v.extend_from_slice(<$Fam as attr::Family>::NAMES); )*
+                v
+            }
+        }
+    };
+}
+
+op_table! {
+    simple {
+        /// `(x[N,C,H,W], w[M,C/group,kh,kw], bias[M]?)`.
+        Conv { window: Window as conv_window, group: u64 } => "conv", args(2, Some(3)), Float;
+        /// Inference BatchNorm: `(x, scale[C], bias[C], mean[C], var[C])` over axis 1.
+        BatchNorm { epsilon: F32 } => "batchnorm", args(5, Some(5)), Float;
+        Relu => "relu", args(1, Some(1)), Float;
+        /// `clamp(x, min, max)`; ±inf for an absent bound.
+        Clip { min: F32, max: F32 } => "clip", args(1, Some(1)), Float;
+        /// Element-wise sum of any number (≥ 1) of same-shape or broadcastable operands.
+        Sum => "sum", args(1, None), Float;
+        /// `(x[N,C,H,W])`; padding never wins the max.
+        MaxPool { window: Window as pool_window } => "maxpool", args(1, Some(1)), Layout;
+        /// `(x[N,C,H,W])`; pads counted in the divisor iff `count_include_pad`.
+        AveragePool { window: Window as pool_window, count_include_pad: bool }
+            => "avgpool", args(1, Some(1)), Float;
+        /// `(x[N,C,H,W]) -> [N,C,1,1]`.
+        GlobalAveragePool => "global_avgpool", args(1, Some(1)), Float;
+        /// `(x[N,C,H,W]) -> [N,C,1,1]`.
+        GlobalMaxPool => "global_maxpool", args(1, Some(1)), Layout;
+        /// `alpha * A' B' + beta * C`: `(a[M,K] or [K,M], b, c?)` with C unidirectionally
+        /// broadcast to `[M,N]`.
+        Gemm { alpha: F32, beta: F32, trans_a: bool, trans_b: bool }
+            => "gemm", args(2, Some(3)), Float;
+        /// NumPy matmul of rank-≥1 operands with batch broadcasting.
+        MatMul => "matmul", args(2, Some(2)), Float;
+        /// `[d0..dk, ...] -> [d0*..*d(axis-1), d(axis)*..]`.
+        Flatten { axis: u64 } => "flatten", args(1, Some(1)), Layout;
+        /// Reshape to a resolved target (no 0 / -1 left); the element count is preserved.
+        Reshape { shape: Vec<Dim> } => "reshape", args(1, Some(1)), Layout;
+        /// Concatenation of ≥ 1 operands along `axis`.
+        Concat { axis: u64 } => "concat", args(1, None), Layout;
+        /// Softmax along one axis (opset ≥ 13 semantics; older forms are rewritten at
+        /// import).
+        Softmax { axis: u64 } => "softmax", args(1, Some(1)), Float;
+        /// Local response normalisation across channels.
+        Lrn { size: u64, alpha: F32, beta: F32, bias: F32 } => "lrn", args(1, Some(1)), Float;
+        /// Axis permutation.
+        Transpose { perm: Vec<u64> } => "transpose", args(1, Some(1)), Layout;
+
+        // ---- Quantization boundary (fake-quant graphs, and the ends of integer graphs) ----
+        /// `(x: f32) -> dtype s=scale`: `q = clamp(round_half_even((x - offset) / scale),
+        /// qmin, qmax)` with `(qmin, qmax) = dtype.quant_range()`, computed in f32.
+        /// `offset` absorbs a preceding input normalisation (`Sub` of a constant).
+        Quantize { dtype: DType, scale: F32, offset: F32 } => "quantize", args(1, Some(1)), Boundary;
+        /// `(q) -> f32 = q * s` with `s` from the operand's type (per tensor or per
+        /// channel); or `(acc: i32, scale: f32[C], bias: f32[C]?) -> f32 = acc * scale[c] +
+        /// bias[c]` over axis 1, the output boundary of an integer classifier. Computed in
+        /// f32.
+        Dequantize => "dequantize", args(1, Some(3)), Boundary;
+
+        // ---- Integer-only ops (after `integerize`) ----
+        /// `(x: int, w: int|t2 [M,C/group,kh,kw], bias: i32[M]?) -> i32` accumulators;
+        /// padding contributes 0 (quantized 0 is real 0: no zero points).
+        QConv { window: Window as conv_window, group: u64 } => "qconv", args(2, Some(3)), Integer;
+        /// `(a: int [M,K], b: int|t2 [N,K] if trans_b else [K,N], bias: i32[N]?) -> i32
+        /// [M,N]`.
+        QGemm { trans_b: bool } => "qgemm", args(2, Some(3)), Integer;
+        /// Per-channel threshold requantization over axis 1:
+        /// `(acc: i32, thresholds: i32[C, L], descending: i8[C]) -> dtype s=scale` with
+        /// `L = qmax - qmin`; `y = qmin + #{k : thresholds[c,k] <= acc}` where
+        /// `descending[c] == 0`, and `y = qmin + #{k : thresholds[c,k] >= acc}` otherwise.
+        /// Any monotone map from accumulator to output level (folded BN, bias, ReLU clip,
+        /// the next quantizer's scale) is exactly such a step function.
+        Requantize { dtype: DType, scale: F32 } => "requantize", args(3, Some(3)), Integer;
+        /// `(a: int, b: int, ka: i32[], kb: i32[]) -> i32 = a*ka + b*kb` (broadcasting like
+        /// `add`): a residual join rescaled to a common integer scale.
+        ScaledAdd => "scaled_add", args(4, Some(4)), Integer;
+        /// `(x: int) -> i32` window sums (pads contribute 0): integer average pooling
+        /// before its divisor is folded into the following requantization.
+        SumPool { window: Window as pool_window } => "sumpool", args(1, Some(1)), Integer;
+        /// `(x: int [N,C,H,W]) -> i32 [N,C,1,1]` sums.
+        GlobalSumPool => "global_sumpool", args(1, Some(1)), Integer;
+    }
+    families {
+        /// `(a, b)` with NumPy broadcasting.
+        Binary(BinaryOp), args(2, Some(2)), Float;
+    }
 }
 
 impl Op {
-    /// Whether the op computes on floats: after `integerize` only the explicit boundary
-    /// ops `quantize` / `dequantize` may remain of these, at the graph's ends.
+    /// Whether the op computes on floats when its operands are floats: after
+    /// `integerize` only the explicit boundary ops `quantize` / `dequantize` may remain
+    /// of these, at the graph's ends (layout ops count: on floats they are float ops).
     pub fn is_float_op(&self) -> bool {
-        !matches!(
-            self,
-            Op::QConv { .. }
-                | Op::QGemm { .. }
-                | Op::Requantize { .. }
-                | Op::ScaledAdd
-                | Op::SumPool { .. }
-                | Op::GlobalSumPool
-                | Op::Quantize { .. }
-                | Op::Dequantize
-        )
-    }
-
-    /// The op's name in the text format.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Op::Conv { .. } => "conv",
-            Op::BatchNorm { .. } => "batchnorm",
-            Op::Relu => "relu",
-            Op::Clip { .. } => "clip",
-            Op::Binary(b) => b.name(),
-            Op::Sum => "sum",
-            Op::MaxPool { .. } => "maxpool",
-            Op::AveragePool { .. } => "avgpool",
-            Op::GlobalAveragePool => "global_avgpool",
-            Op::GlobalMaxPool => "global_maxpool",
-            Op::Gemm { .. } => "gemm",
-            Op::MatMul => "matmul",
-            Op::Flatten { .. } => "flatten",
-            Op::Reshape { .. } => "reshape",
-            Op::Concat { .. } => "concat",
-            Op::Softmax { .. } => "softmax",
-            Op::Lrn { .. } => "lrn",
-            Op::Transpose { .. } => "transpose",
-            Op::Quantize { .. } => "quantize",
-            Op::Dequantize => "dequantize",
-            Op::QConv { .. } => "qconv",
-            Op::QGemm { .. } => "qgemm",
-            Op::Requantize { .. } => "requantize",
-            Op::ScaledAdd => "scaled_add",
-            Op::SumPool { .. } => "sumpool",
-            Op::GlobalSumPool => "global_sumpool",
-        }
-    }
-
-    /// Allowed operand counts `(min, max)`; `None` max means unbounded.
-    pub fn arity(&self) -> (usize, Option<usize>) {
-        match self {
-            Op::Conv { .. } => (2, Some(3)),
-            Op::BatchNorm { .. } => (5, Some(5)),
-            Op::Binary(_) | Op::MatMul => (2, Some(2)),
-            Op::Gemm { .. } | Op::QConv { .. } | Op::QGemm { .. } => (2, Some(3)),
-            Op::Dequantize => (1, Some(3)),
-            Op::Requantize { .. } => (3, Some(3)),
-            Op::ScaledAdd => (4, Some(4)),
-            Op::Sum | Op::Concat { .. } => (1, None),
-            _ => (1, Some(1)),
-        }
+        matches!(self.class(), OpClass::Float | OpClass::Layout)
     }
 }

@@ -13,7 +13,7 @@
 use super::{describe, lex, parse_dtype, quote, Tok};
 use crate::error::{IrError, Result};
 use crate::graph::{ConstData, Graph, Node, Value};
-use crate::op::{BinaryOp, Op, Window};
+use crate::op::{AttrSource, Op};
 use crate::tensor::{Tensor, TensorData};
 use crate::types::{DType, Dim, Scale, Shape, TensorType, F32};
 use crate::verify::{check_const, check_node, check_type, verify};
@@ -397,7 +397,8 @@ enum AttrVal {
     List(Vec<String>),
 }
 
-/// An op's attributes, consumed in the canonical order.
+/// An op's attributes as written, consumed in the canonical order: the text side of
+/// the op table's [`AttrSource`].
 struct Attrs<'a> {
     op: &'a str,
     items: std::vec::IntoIter<(String, AttrVal)>,
@@ -428,18 +429,15 @@ impl Attrs<'_> {
             AttrVal::Scalar(_) => Err(format!("{}: `{key}` takes a list `[...]`", self.op)),
         }
     }
+}
 
-    fn u64(&mut self, key: &str) -> Result<u64, String> {
+impl AttrSource for Attrs<'_> {
+    fn int(&mut self, key: &str) -> Result<u64, String> {
         uint(&self.scalar(key)?)
     }
 
-    fn f32(&mut self, key: &str) -> Result<F32, String> {
+    fn float(&mut self, key: &str) -> Result<F32, String> {
         float(&self.scalar(key)?).map(F32)
-    }
-
-    fn dtype(&mut self, key: &str) -> Result<DType, String> {
-        let w = self.scalar(key)?;
-        parse_dtype(&w).ok_or_else(|| format!("{}: unknown element type `{w}`", self.op))
     }
 
     fn bool(&mut self, key: &str) -> Result<bool, String> {
@@ -453,139 +451,70 @@ impl Attrs<'_> {
         }
     }
 
-    fn array<const K: usize>(&mut self, key: &str) -> Result<[u64; K], String> {
-        let l = self.list(key)?;
-        let n = l.len();
-        let v = l.iter().map(|w| uint(w)).collect::<Result<Vec<_>, _>>()?;
-        v.try_into()
-            .map_err(|_| format!("{}: `{key}` needs {K} values, found {n}", self.op))
+    fn dtype(&mut self, key: &str) -> Result<DType, String> {
+        let w = self.scalar(key)?;
+        parse_dtype(&w).ok_or_else(|| format!("{}: unknown element type `{w}`", self.op))
     }
 
-    fn window(&mut self, pool: bool) -> Result<Window, String> {
-        Ok(Window {
-            kernel: self.array("kernel")?,
-            strides: self.array("strides")?,
-            pads: self.array("pads")?,
-            dilations: self.array("dilations")?,
-            ceil_mode: pool && self.bool("ceil_mode")?,
+    fn ints(&mut self, key: &str) -> Result<Vec<u64>, String> {
+        self.list(key)?.iter().map(|w| uint(w)).collect()
+    }
+
+    fn sints(&mut self, key: &str) -> Result<Vec<i64>, String> {
+        self.list(key)?
+            .iter()
+            .map(|w| {
+                w.parse::<i64>()
+                    .map_err(|_| format!("expected an integer, found `{w}`"))
+            })
+            .collect()
+    }
+
+    fn dims(&mut self, key: &str) -> Result<Vec<Dim>, String> {
+        self.list(key)?
+            .iter()
+            .map(|w| {
+                if w == "N" {
+                    Ok(Dim::Batch)
+                } else {
+                    uint(w).map(Dim::Fixed)
+                }
+            })
+            .collect()
+    }
+
+    fn word(&mut self, key: &str, choices: &[&'static str]) -> Result<&'static str, String> {
+        let w = self.scalar(key)?;
+        choices.iter().copied().find(|c| *c == w).ok_or_else(|| {
+            format!(
+                "{}: `{key}` must be one of {}, found `{w}`",
+                self.op,
+                choices.join(", ")
+            )
         })
-    }
-
-    fn finish(mut self, op: Op) -> Result<Op, String> {
-        match self.items.next() {
-            Some((k, _)) => Err(format!("{}: unexpected attribute `{k}`", self.op)),
-            None => Ok(op),
-        }
     }
 }
 
-/// The op named `name` (the inverse of [`Op::name`]) with its attributes.
+/// The op named `name` (the inverse of [`Op::name`]) with its attributes, read through
+/// the op table ([`Op::from_attrs`]); an op without attributes takes no `{...}`.
 fn build_op(name: &str, attrs: Option<Vec<(String, AttrVal)>>) -> Result<Op, String> {
-    let plain = match name {
-        "relu" => Some(Op::Relu),
-        "add" => Some(Op::Binary(BinaryOp::Add)),
-        "sub" => Some(Op::Binary(BinaryOp::Sub)),
-        "mul" => Some(Op::Binary(BinaryOp::Mul)),
-        "div" => Some(Op::Binary(BinaryOp::Div)),
-        "sum" => Some(Op::Sum),
-        "global_avgpool" => Some(Op::GlobalAveragePool),
-        "global_maxpool" => Some(Op::GlobalMaxPool),
-        "matmul" => Some(Op::MatMul),
-        "dequantize" => Some(Op::Dequantize),
-        "scaled_add" => Some(Op::ScaledAdd),
-        "global_sumpool" => Some(Op::GlobalSumPool),
-        _ => None,
-    };
-    if let Some(op) = plain {
-        return match attrs {
-            None => Ok(op),
-            Some(_) => Err(format!("`{name}` takes no attributes")),
-        };
-    }
+    let had_braces = attrs.is_some();
     let mut a = Attrs {
         op: name,
         items: attrs.unwrap_or_default().into_iter(),
     };
-    let op = match name {
-        "conv" => Op::Conv {
-            window: a.window(false)?,
-            group: a.u64("group")?,
-        },
-        "maxpool" => Op::MaxPool {
-            window: a.window(true)?,
-        },
-        "qconv" => Op::QConv {
-            window: a.window(false)?,
-            group: a.u64("group")?,
-        },
-        "sumpool" => Op::SumPool {
-            window: a.window(true)?,
-        },
-        "quantize" => Op::Quantize {
-            dtype: a.dtype("dtype")?,
-            scale: a.f32("scale")?,
-            offset: a.f32("offset")?,
-        },
-        "requantize" => Op::Requantize {
-            dtype: a.dtype("dtype")?,
-            scale: a.f32("scale")?,
-        },
-        "qgemm" => Op::QGemm {
-            trans_b: a.bool("trans_b")?,
-        },
-        "avgpool" => Op::AveragePool {
-            window: a.window(true)?,
-            count_include_pad: a.bool("count_include_pad")?,
-        },
-        "batchnorm" => Op::BatchNorm {
-            epsilon: a.f32("epsilon")?,
-        },
-        "clip" => Op::Clip {
-            min: a.f32("min")?,
-            max: a.f32("max")?,
-        },
-        "gemm" => Op::Gemm {
-            alpha: a.f32("alpha")?,
-            beta: a.f32("beta")?,
-            trans_a: a.bool("trans_a")?,
-            trans_b: a.bool("trans_b")?,
-        },
-        "flatten" => Op::Flatten {
-            axis: a.u64("axis")?,
-        },
-        "concat" => Op::Concat {
-            axis: a.u64("axis")?,
-        },
-        "softmax" => Op::Softmax {
-            axis: a.u64("axis")?,
-        },
-        "reshape" => Op::Reshape {
-            shape: a
-                .list("shape")?
-                .iter()
-                .map(|w| {
-                    if w == "N" {
-                        Ok(Dim::Batch)
-                    } else {
-                        uint(w).map(Dim::Fixed)
-                    }
-                })
-                .collect::<Result<_, _>>()?,
-        },
-        "lrn" => Op::Lrn {
-            size: a.u64("size")?,
-            alpha: a.f32("alpha")?,
-            beta: a.f32("beta")?,
-            bias: a.f32("bias")?,
-        },
-        "transpose" => Op::Transpose {
-            perm: a
-                .list("perm")?
-                .iter()
-                .map(|w| uint(w))
-                .collect::<Result<_, _>>()?,
-        },
-        _ => return Err(format!("unknown op `{name}`")),
-    };
-    a.finish(op)
+    let op = Op::from_attrs(name, &mut a).map_err(|e| {
+        if e.starts_with(&format!("{name}:")) || e.starts_with("unknown op") {
+            e
+        } else {
+            format!("{name}: {e}")
+        }
+    })?;
+    if had_braces && op.attrs().is_empty() {
+        return Err(format!("`{name}` takes no attributes"));
+    }
+    match a.items.next() {
+        Some((k, _)) => Err(format!("{name}: unexpected attribute `{k}`")),
+        None => Ok(op),
+    }
 }

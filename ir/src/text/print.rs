@@ -11,9 +11,9 @@
 
 use super::{fmt_type, quote, INLINE_MAX};
 use crate::graph::{Graph, Node, NodeData, Value, ValueDef, ValueInfo};
-use crate::op::{Op, Window};
+use crate::op::Op;
 use crate::tensor::TensorData;
-use crate::types::{Dim, Scale, TensorType};
+use crate::types::{Scale, TensorType};
 use std::fmt::Write;
 
 /// Prints `g` in canonical text form.
@@ -248,93 +248,11 @@ fn payload(d: &TensorData) -> String {
     }
 }
 
-fn list<T: std::fmt::Display>(v: &[T]) -> String {
-    let items: Vec<String> = v.iter().map(T::to_string).collect();
-    format!("[{}]", items.join(","))
-}
-
-fn window_attrs(w: &Window) -> Vec<(&'static str, String)> {
-    vec![
-        ("kernel", list(&w.kernel)),
-        ("strides", list(&w.strides)),
-        ("pads", list(&w.pads)),
-        ("dilations", list(&w.dilations)),
-    ]
-}
-
-/// Every attribute of `op`, in the canonical order the parser expects.
+/// Every attribute of `op`, in the canonical order the parser expects: the op table's
+/// description (`Op::attrs`), each value in its text form.
 pub(super) fn attrs(op: &Op) -> Vec<(&'static str, String)> {
-    let f = |x: crate::F32| format!("{:?}", x.get());
-    match op {
-        Op::Quantize {
-            dtype,
-            scale,
-            offset,
-        } => vec![
-            ("dtype", dtype.to_string()),
-            ("scale", f(*scale)),
-            ("offset", f(*offset)),
-        ],
-        Op::Requantize { dtype, scale } => {
-            vec![("dtype", dtype.to_string()), ("scale", f(*scale))]
-        }
-        Op::QGemm { trans_b } => vec![("trans_b", trans_b.to_string())],
-        Op::Conv { window, group } | Op::QConv { window, group } => {
-            let mut a = window_attrs(window);
-            a.push(("group", group.to_string()));
-            a
-        }
-        Op::MaxPool { window } | Op::SumPool { window } => {
-            let mut a = window_attrs(window);
-            a.push(("ceil_mode", window.ceil_mode.to_string()));
-            a
-        }
-        Op::AveragePool {
-            window,
-            count_include_pad,
-        } => {
-            let mut a = window_attrs(window);
-            a.push(("ceil_mode", window.ceil_mode.to_string()));
-            a.push(("count_include_pad", count_include_pad.to_string()));
-            a
-        }
-        Op::BatchNorm { epsilon } => vec![("epsilon", f(*epsilon))],
-        Op::Clip { min, max } => vec![("min", f(*min)), ("max", f(*max))],
-        Op::Gemm {
-            alpha,
-            beta,
-            trans_a,
-            trans_b,
-        } => vec![
-            ("alpha", f(*alpha)),
-            ("beta", f(*beta)),
-            ("trans_a", trans_a.to_string()),
-            ("trans_b", trans_b.to_string()),
-        ],
-        Op::Flatten { axis } | Op::Concat { axis } | Op::Softmax { axis } => {
-            vec![("axis", axis.to_string())]
-        }
-        Op::Reshape { shape } => vec![("shape", list::<Dim>(shape))],
-        Op::Lrn {
-            size,
-            alpha,
-            beta,
-            bias,
-        } => vec![
-            ("size", size.to_string()),
-            ("alpha", f(*alpha)),
-            ("beta", f(*beta)),
-            ("bias", f(*bias)),
-        ],
-        Op::Transpose { perm } => vec![("perm", list(perm))],
-        Op::Relu
-        | Op::Binary(_)
-        | Op::Sum
-        | Op::GlobalAveragePool
-        | Op::GlobalMaxPool
-        | Op::MatMul
-        | Op::Dequantize
-        | Op::ScaledAdd
-        | Op::GlobalSumPool => Vec::new(),
-    }
+    op.attrs()
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string()))
+        .collect()
 }

@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use fqc_ir::{ConstData, Dim, Graph, Shape, Tensor, Value, ValueDef};
 
-use super::convert::{op_from_proto, op_to_proto, type_from_proto, type_to_proto};
+use super::convert::{op_from_table, op_to_table, type_from_proto, type_to_proto};
 use super::encoding;
 use super::schema::{
     value_proto::Def, ConstProto, GraphProto, NodeProto, PayloadEncoding, Unit, ValueProto,
@@ -67,7 +67,8 @@ pub(crate) fn encode(g: &Graph) -> GraphProto {
                 ValueDef::Node(n) => (n.index() < g.num_nodes()).then(|| {
                     let node = g.node(n);
                     Def::Node(NodeProto {
-                        op: Some(op_to_proto(&node.op)),
+                        op: None,
+                        table_op: Some(op_to_table(&node.op)),
                         inputs: node.inputs.iter().map(|v| v.0).collect(),
                         name: node.name.clone(),
                     })
@@ -176,7 +177,12 @@ pub(crate) fn decode(p: &GraphProto, version: u32) -> Result<Graph, ArtifactErro
                 g.add_const_data(name, ty, data)
             }
             Def::Node(node) => {
-                let op = op_from_proto(node.op.as_ref()).map_err(|e| corrupt(k, e))?;
+                let op = if version >= 3 {
+                    op_from_table(node.table_op.as_ref())
+                } else {
+                    super::legacy::op_from_proto(node.op.as_ref())
+                }
+                .map_err(|e| corrupt(k, e))?;
                 if let Some(&bad) = node.inputs.iter().find(|&&i| !in_range(i)) {
                     return Err(corrupt(
                         k,

@@ -1,8 +1,8 @@
 //! Conversions between IR types and ops and their [`schema`](super::schema) messages.
 //!
-//! The IR → proto direction is total and matches exhaustively on [`Op`] and [`DType`],
-//! so adding an op to the IR fails to compile here until the artifact can store it. The
-//! proto → IR direction is a checked decode: every enum value, dtype width, window
+//! Ops are written as the IR's op table describes them (`Op::name`, `Op::attrs`) and
+//! read back through it (`Op::from_attrs`), so a new op needs nothing here. The
+//! IR → proto direction is total; the proto → IR direction is a checked decode: every enum value, dtype width, window
 //! arity, dimension and value reference is validated and reported (as a message the
 //! caller prefixes with the value it belongs to) instead of trusted. Semantic checks
 //! (shapes fitting the op, scales being positive, ...) are left to `fqc_ir::verify`,
@@ -10,12 +10,13 @@
 //! is needed to build IR values that cannot make later code panic (e.g. a 0-bit
 //! integer type, whose range computation would overflow a shift).
 
-use fqc_ir::{BinaryOp, DType, Dim, Op, Scale, TensorType, Value, Window, F32};
+use fqc_ir::op::{Attr, AttrSource};
+use fqc_ir::{DType, Dim, Op, Scale, TensorType, Value, F32};
 
+use super::schema::attr_proto::Value as AttrValue;
 use super::schema::{
-    op_proto::Kind, type_proto, AvgPoolAttrs, AxisAttr, BinaryAttrs, BinaryKind, ChannelScale,
-    ClipAttrs, ConvAttrs, DTypeProto, ElemKind, FloatAttr, GemmAttrs, LrnAttrs, OpProto, PermAttrs,
-    QGemmAttrs, QuantizeAttrs, RequantizeAttrs, ReshapeAttrs, TypeProto, Unit, WindowProto,
+    type_proto, AttrProto, ChannelScale, DTypeProto, ElemKind, IntList, TableOpProto, TypeProto,
+    UintList,
 };
 
 type Res<T> = Result<T, String>;
@@ -127,198 +128,130 @@ pub(crate) fn type_from_proto(p: Option<&TypeProto>, num_values: usize) -> Res<T
     })
 }
 
-fn window_to_proto(w: &Window) -> WindowProto {
-    WindowProto {
-        kernel: w.kernel.to_vec(),
-        strides: w.strides.to_vec(),
-        pads: w.pads.to_vec(),
-        dilations: w.dilations.to_vec(),
-        ceil_mode: w.ceil_mode,
+/// An op as its name and attribute list (format 3).
+pub(crate) fn op_to_table(op: &Op) -> TableOpProto {
+    TableOpProto {
+        name: op.name().to_string(),
+        attrs: op
+            .attrs()
+            .into_iter()
+            .map(|(key, a)| AttrProto {
+                key: key.to_string(),
+                value: Some(match a {
+                    Attr::Int(v) => AttrValue::Int(v),
+                    Attr::Float(v) => AttrValue::Float(v.get().to_bits()),
+                    Attr::Bool(v) => AttrValue::Bool(v),
+                    Attr::DType(d) => AttrValue::Dtype(dtype_to_proto(d)),
+                    Attr::Ints(v) => AttrValue::Ints(UintList { values: v }),
+                    Attr::SInts(v) => AttrValue::Sints(IntList { values: v }),
+                    Attr::Dims(d) => AttrValue::Dims(IntList {
+                        values: dims_to_proto(&d),
+                    }),
+                    Attr::Word(w) => AttrValue::Word(w.to_string()),
+                }),
+            })
+            .collect(),
     }
 }
 
-fn window_from_proto(p: Option<&WindowProto>) -> Res<Window> {
-    let p = p.ok_or("missing window")?;
-    fn arr<const K: usize>(v: &[u64], what: &str) -> Res<[u64; K]> {
-        v.try_into()
-            .map_err(|_| format!("window {what} needs {K} entries, found {}", v.len()))
-    }
-    Ok(Window {
-        kernel: arr(&p.kernel, "kernel")?,
-        strides: arr(&p.strides, "strides")?,
-        pads: arr(&p.pads, "pads")?,
-        dilations: arr(&p.dilations, "dilations")?,
-        ceil_mode: p.ceil_mode,
-    })
-}
-
-fn conv_attrs(window: &Window, group: u64) -> ConvAttrs {
-    ConvAttrs {
-        window: Some(window_to_proto(window)),
-        group,
-    }
-}
-
-pub(crate) fn op_to_proto(op: &Op) -> OpProto {
-    let kind = match op {
-        Op::Conv { window, group } => Kind::Conv(conv_attrs(window, *group)),
-        Op::BatchNorm { epsilon } => Kind::BatchNorm(FloatAttr {
-            value: epsilon.get().to_bits(),
-        }),
-        Op::Relu => Kind::Relu(Unit {}),
-        Op::Clip { min, max } => Kind::Clip(ClipAttrs {
-            min: min.get().to_bits(),
-            max: max.get().to_bits(),
-        }),
-        Op::Binary(b) => Kind::Binary(BinaryAttrs {
-            kind: match b {
-                BinaryOp::Add => BinaryKind::Add,
-                BinaryOp::Sub => BinaryKind::Sub,
-                BinaryOp::Mul => BinaryKind::Mul,
-                BinaryOp::Div => BinaryKind::Div,
-            } as i32,
-        }),
-        Op::Sum => Kind::Sum(Unit {}),
-        Op::MaxPool { window } => Kind::MaxPool(window_to_proto(window)),
-        Op::AveragePool {
-            window,
-            count_include_pad,
-        } => Kind::AveragePool(AvgPoolAttrs {
-            window: Some(window_to_proto(window)),
-            count_include_pad: *count_include_pad,
-        }),
-        Op::GlobalAveragePool => Kind::GlobalAveragePool(Unit {}),
-        Op::GlobalMaxPool => Kind::GlobalMaxPool(Unit {}),
-        Op::Gemm {
-            alpha,
-            beta,
-            trans_a,
-            trans_b,
-        } => Kind::Gemm(GemmAttrs {
-            alpha: alpha.get().to_bits(),
-            beta: beta.get().to_bits(),
-            trans_a: *trans_a,
-            trans_b: *trans_b,
-        }),
-        Op::MatMul => Kind::MatMul(Unit {}),
-        Op::Flatten { axis } => Kind::Flatten(AxisAttr { axis: *axis }),
-        Op::Reshape { shape } => Kind::Reshape(ReshapeAttrs {
-            dims: dims_to_proto(shape),
-        }),
-        Op::Concat { axis } => Kind::Concat(AxisAttr { axis: *axis }),
-        Op::Softmax { axis } => Kind::Softmax(AxisAttr { axis: *axis }),
-        Op::Lrn {
-            size,
-            alpha,
-            beta,
-            bias,
-        } => Kind::Lrn(LrnAttrs {
-            size: *size,
-            alpha: alpha.get().to_bits(),
-            beta: beta.get().to_bits(),
-            bias: bias.get().to_bits(),
-        }),
-        Op::Transpose { perm } => Kind::Transpose(PermAttrs { perm: perm.clone() }),
-        Op::Quantize {
-            dtype,
-            scale,
-            offset,
-        } => Kind::Quantize(QuantizeAttrs {
-            dtype: Some(dtype_to_proto(*dtype)),
-            scale: scale.get().to_bits(),
-            offset: offset.get().to_bits(),
-        }),
-        Op::Dequantize => Kind::Dequantize(Unit {}),
-        Op::QConv { window, group } => Kind::QConv(conv_attrs(window, *group)),
-        Op::QGemm { trans_b } => Kind::QGemm(QGemmAttrs { trans_b: *trans_b }),
-        Op::Requantize { dtype, scale } => Kind::Requantize(RequantizeAttrs {
-            dtype: Some(dtype_to_proto(*dtype)),
-            scale: scale.get().to_bits(),
-        }),
-        Op::ScaledAdd => Kind::ScaledAdd(Unit {}),
-        Op::SumPool { window } => Kind::SumPool(window_to_proto(window)),
-        Op::GlobalSumPool => Kind::GlobalSumPool(Unit {}),
+/// The op of a format-3 node: its attributes read back in the op table's order.
+pub(crate) fn op_from_table(p: Option<&TableOpProto>) -> Res<Op> {
+    let p = p.ok_or("missing op")?;
+    let mut src = ProtoAttrs {
+        op: &p.name,
+        items: p.attrs.iter(),
     };
-    OpProto { kind: Some(kind) }
+    let op = Op::from_attrs(&p.name, &mut src)?;
+    match src.items.next() {
+        Some(a) => Err(format!("{}: unexpected attribute `{}`", p.name, a.key)),
+        None => Ok(op),
+    }
 }
 
-pub(crate) fn op_from_proto(p: Option<&OpProto>) -> Res<Op> {
-    let kind = p.and_then(|p| p.kind.as_ref()).ok_or("missing op")?;
-    Ok(match kind {
-        Kind::Conv(a) => Op::Conv {
-            window: window_from_proto(a.window.as_ref())?,
-            group: a.group,
-        },
-        Kind::BatchNorm(a) => Op::BatchNorm {
-            epsilon: F32(f32::from_bits(a.value)),
-        },
-        Kind::Relu(Unit {}) => Op::Relu,
-        Kind::Clip(a) => Op::Clip {
-            min: F32(f32::from_bits(a.min)),
-            max: F32(f32::from_bits(a.max)),
-        },
-        Kind::Binary(a) => Op::Binary(
-            match BinaryKind::try_from(a.kind)
-                .map_err(|_| format!("unknown binary op kind {}", a.kind))?
-            {
-                BinaryKind::Unspecified => return Err("missing binary op kind".into()),
-                BinaryKind::Add => BinaryOp::Add,
-                BinaryKind::Sub => BinaryOp::Sub,
-                BinaryKind::Mul => BinaryOp::Mul,
-                BinaryKind::Div => BinaryOp::Div,
-            },
-        ),
-        Kind::Sum(Unit {}) => Op::Sum,
-        Kind::MaxPool(w) => Op::MaxPool {
-            window: window_from_proto(Some(w))?,
-        },
-        Kind::AveragePool(a) => Op::AveragePool {
-            window: window_from_proto(a.window.as_ref())?,
-            count_include_pad: a.count_include_pad,
-        },
-        Kind::GlobalAveragePool(Unit {}) => Op::GlobalAveragePool,
-        Kind::GlobalMaxPool(Unit {}) => Op::GlobalMaxPool,
-        Kind::Gemm(a) => Op::Gemm {
-            alpha: F32(f32::from_bits(a.alpha)),
-            beta: F32(f32::from_bits(a.beta)),
-            trans_a: a.trans_a,
-            trans_b: a.trans_b,
-        },
-        Kind::MatMul(Unit {}) => Op::MatMul,
-        Kind::Flatten(a) => Op::Flatten { axis: a.axis },
-        Kind::Reshape(a) => Op::Reshape {
-            shape: dims_from_proto(&a.dims)?,
-        },
-        Kind::Concat(a) => Op::Concat { axis: a.axis },
-        Kind::Softmax(a) => Op::Softmax { axis: a.axis },
-        Kind::Lrn(a) => Op::Lrn {
-            size: a.size,
-            alpha: F32(f32::from_bits(a.alpha)),
-            beta: F32(f32::from_bits(a.beta)),
-            bias: F32(f32::from_bits(a.bias)),
-        },
-        Kind::Transpose(a) => Op::Transpose {
-            perm: a.perm.clone(),
-        },
-        Kind::Quantize(a) => Op::Quantize {
-            dtype: dtype_from_proto(a.dtype.as_ref())?,
-            scale: F32(f32::from_bits(a.scale)),
-            offset: F32(f32::from_bits(a.offset)),
-        },
-        Kind::Dequantize(Unit {}) => Op::Dequantize,
-        Kind::QConv(a) => Op::QConv {
-            window: window_from_proto(a.window.as_ref())?,
-            group: a.group,
-        },
-        Kind::QGemm(a) => Op::QGemm { trans_b: a.trans_b },
-        Kind::Requantize(a) => Op::Requantize {
-            dtype: dtype_from_proto(a.dtype.as_ref())?,
-            scale: F32(f32::from_bits(a.scale)),
-        },
-        Kind::ScaledAdd(Unit {}) => Op::ScaledAdd,
-        Kind::SumPool(w) => Op::SumPool {
-            window: window_from_proto(Some(w))?,
-        },
-        Kind::GlobalSumPool(Unit {}) => Op::GlobalSumPool,
-    })
+/// A node's attribute list as the op table's [`AttrSource`].
+struct ProtoAttrs<'a> {
+    op: &'a str,
+    items: std::slice::Iter<'a, AttrProto>,
+}
+
+impl<'a> ProtoAttrs<'a> {
+    fn next(&mut self, key: &str) -> Res<&'a AttrValue> {
+        match self.items.next() {
+            Some(a) if a.key == key => a
+                .value
+                .as_ref()
+                .ok_or_else(|| format!("{}: attribute `{key}` has no value", self.op)),
+            Some(a) => Err(format!(
+                "{}: expected attribute `{key}`, found `{}`",
+                self.op, a.key
+            )),
+            None => Err(format!("{}: missing attribute `{key}`", self.op)),
+        }
+    }
+
+    fn wrong(&self, key: &str, want: &str) -> String {
+        format!("{}: attribute `{key}` is not {want}", self.op)
+    }
+}
+
+impl AttrSource for ProtoAttrs<'_> {
+    fn int(&mut self, key: &str) -> Res<u64> {
+        match self.next(key)? {
+            AttrValue::Int(v) => Ok(*v),
+            _ => Err(self.wrong(key, "an integer")),
+        }
+    }
+
+    fn float(&mut self, key: &str) -> Res<F32> {
+        match self.next(key)? {
+            AttrValue::Float(v) => Ok(F32(f32::from_bits(*v))),
+            _ => Err(self.wrong(key, "a float")),
+        }
+    }
+
+    fn bool(&mut self, key: &str) -> Res<bool> {
+        match self.next(key)? {
+            AttrValue::Bool(v) => Ok(*v),
+            _ => Err(self.wrong(key, "a flag")),
+        }
+    }
+
+    fn dtype(&mut self, key: &str) -> Res<DType> {
+        match self.next(key)? {
+            AttrValue::Dtype(d) => dtype_from_proto(Some(d)),
+            _ => Err(self.wrong(key, "an element type")),
+        }
+    }
+
+    fn ints(&mut self, key: &str) -> Res<Vec<u64>> {
+        match self.next(key)? {
+            AttrValue::Ints(l) => Ok(l.values.clone()),
+            _ => Err(self.wrong(key, "a list of unsigned integers")),
+        }
+    }
+
+    fn sints(&mut self, key: &str) -> Res<Vec<i64>> {
+        match self.next(key)? {
+            AttrValue::Sints(l) => Ok(l.values.clone()),
+            _ => Err(self.wrong(key, "a list of integers")),
+        }
+    }
+
+    fn dims(&mut self, key: &str) -> Res<Vec<Dim>> {
+        match self.next(key)? {
+            AttrValue::Dims(l) => dims_from_proto(&l.values),
+            _ => Err(self.wrong(key, "a list of dimensions")),
+        }
+    }
+
+    fn word(&mut self, key: &str, choices: &[&'static str]) -> Res<&'static str> {
+        match self.next(key)? {
+            AttrValue::Word(w) => choices
+                .iter()
+                .copied()
+                .find(|c| c == w)
+                .ok_or_else(|| format!("{}: `{key}` has an unknown value `{w}`", self.op)),
+            _ => Err(self.wrong(key, "a word")),
+        }
+    }
 }

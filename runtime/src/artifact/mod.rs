@@ -6,7 +6,7 @@
 //! ```text
 //! offset  size  field
 //!      0     8  magic  89 'F' 'Q' 'C' '\r' '\n' 1A '\n'
-//!      8     4  format version, u32 little-endian (this fqc writes 2, reads 1 and 2)
+//!      8     4  format version, u32 little-endian (this fqc writes 3, reads 1 to 3)
 //!     12     8  body length in bytes, u64 little-endian
 //!     20     8  FNV-1a 64 checksum of the body, u64 little-endian
 //!     28     …  body: a prost-encoded `schema::GraphProto`
@@ -26,9 +26,14 @@
 //! * 1: every payload `Plain` (ternary at 2 bits, `i32` at 32 bits).
 //! * 2: adds `ConstProto.encoding` (`Trits`, `Delta2`, `Narrow`); a version-1 reader
 //!   would ignore that field and misread the payloads, hence the new version.
+//! * 3: ops are stored as the IR's op table describes them — a name and a list of typed
+//!   attributes (`NodeProto.table_op`) — instead of one message per op kind, so ops
+//!   added to the IR need no schema change. A version-2 reader would find no op.
 //!
-//! This fqc reads both (a version-1 body is a version-2 body whose payloads are all
-//! `Plain`; a non-`Plain` encoding in a version-1 file is corrupt) and writes 2.
+//! This fqc reads all three and writes 3. Old artifacts keep loading: a version-1 body
+//! is a version-2 body whose payloads are all `Plain` (a non-`Plain` encoding in a
+//! version-1 file is corrupt), and version-1/2 ops are decoded by `legacy.rs` into the
+//! same IR ops they were written from.
 //!
 //! # Why loading is safe on any input
 //!
@@ -53,6 +58,7 @@
 mod codec;
 mod convert;
 pub mod encoding;
+pub mod legacy;
 pub mod pack;
 pub mod schema;
 
@@ -65,7 +71,7 @@ use prost::Message;
 /// The first 8 bytes of every `.fqc` file.
 pub const MAGIC: [u8; 8] = *b"\x89FQC\r\n\x1a\n";
 /// The format version this fqc writes, and the newest it reads.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest format version this fqc reads.
 pub const MIN_FORMAT_VERSION: u32 = 1;
 /// Bytes before the body: magic, version, body length, checksum.

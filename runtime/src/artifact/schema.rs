@@ -9,16 +9,19 @@
 //! bounds-checks. Nodes appear in schedule order (the saver writes the compacted graph,
 //! whose node order is its schedule).
 //!
-//! Why this is a sound wire format: every IR field has exactly one field here (the
-//! conversions in `convert.rs` match exhaustively on [`fqc_ir::Op`], so a new op does not
-//! compile until it is given a variant), tags are never reused, and absent-vs-default is
+//! Why this is a sound wire format: every IR field has exactly one field here (an op's
+//! attributes are the op table's list, which decodes back to the same op: see
+//! `fqc_ir::op::attr`), tags are never reused, and absent-vs-default is
 //! explicit where it matters (`optional` names, `optional bytes` payloads, oneofs for
 //! definitions, ops and scales). Float attributes are stored as their bit patterns in
 //! `fixed32` fields (not `float`: proto3 omits a float equal to the default `0.0`, which
 //! would turn `-0.0` into `+0.0`), so they round-trip bit for bit (incl. `-0.0`,
-//! infinities and NaN payloads). The schema is format version 2 (version 1 lacked
-//! [`ConstProto::encoding`], i.e. every payload was `Plain`); a change that older readers
-//! would misread must bump [`FORMAT_VERSION`](super::FORMAT_VERSION).
+//! infinities and NaN payloads); `oneof` attribute values are written even when zero.
+//! The schema is format version 3: version 1 lacked
+//! [`ConstProto::encoding`] (every payload was `Plain`), and versions 1 and 2 stored
+//! each op as one message per kind ([`OpProto`]), where version 3 stores it as its name
+//! and attribute list ([`TableOpProto`], from the IR's op table); a change that older
+//! readers would misread must bump [`FORMAT_VERSION`](super::FORMAT_VERSION).
 
 /// A whole graph.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -115,6 +118,7 @@ impl PayloadEncoding {
 /// An operation node; its result is the value this node defines.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct NodeProto {
+    /// The op in formats 1 and 2 (one message per op kind; read, no longer written).
     #[prost(message, optional, tag = "1")]
     pub op: Option<OpProto>,
     /// Operand value ids.
@@ -122,6 +126,66 @@ pub struct NodeProto {
     pub inputs: Vec<u32>,
     #[prost(string, tag = "3")]
     pub name: String,
+    /// The op from format 3 on: its name and attributes as the IR's op table describes
+    /// them (`fqc_ir::Op::attrs`), so a new op needs no change here.
+    #[prost(message, optional, tag = "4")]
+    pub table_op: Option<TableOpProto>,
+}
+
+/// An op by name with its attributes in the op table's order (format 3).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct TableOpProto {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(message, repeated, tag = "2")]
+    pub attrs: Vec<AttrProto>,
+}
+
+/// One attribute (`fqc_ir::op::Attr`): floats as bit patterns, dims with `-1` for the
+/// batch.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AttrProto {
+    #[prost(string, tag = "1")]
+    pub key: String,
+    #[prost(oneof = "attr_proto::Value", tags = "2, 3, 4, 5, 6, 7, 8, 9")]
+    pub value: Option<attr_proto::Value>,
+}
+
+pub mod attr_proto {
+    /// The attribute's value.
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
+    pub enum Value {
+        #[prost(uint64, tag = "2")]
+        Int(u64),
+        #[prost(fixed32, tag = "3")]
+        Float(u32),
+        #[prost(bool, tag = "4")]
+        Bool(bool),
+        #[prost(message, tag = "5")]
+        Dtype(super::DTypeProto),
+        #[prost(message, tag = "6")]
+        Ints(super::UintList),
+        #[prost(message, tag = "7")]
+        Sints(super::IntList),
+        #[prost(message, tag = "8")]
+        Dims(super::IntList),
+        #[prost(string, tag = "9")]
+        Word(String),
+    }
+}
+
+/// A list of unsigned integers.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct UintList {
+    #[prost(uint64, repeated, tag = "1")]
+    pub values: Vec<u64>,
+}
+
+/// A list of signed integers.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct IntList {
+    #[prost(int64, repeated, tag = "1")]
+    pub values: Vec<i64>,
 }
 
 /// Element kind of a [`DTypeProto`].
