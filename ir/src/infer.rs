@@ -86,6 +86,12 @@ pub(crate) fn infer_float(op: &Op, inputs: &[&TensorType]) -> Res<TensorType> {
         ));
     }
     for (i, t) in inputs.iter().enumerate() {
+        if matches!(op, Op::Gather { .. }) && i == 1 {
+            if t.dtype != DType::I64 {
+                return Err(format!("gather indices must be i64, got {}", t.dtype));
+            }
+            continue;
+        }
         if t.dtype != DType::F32 {
             return Err(format!("operand {i} has type {}, expected f32", t.dtype));
         }
@@ -97,6 +103,9 @@ pub(crate) fn infer_float(op: &Op, inputs: &[&TensorType]) -> Res<TensorType> {
         }
     }
     let x = inputs[0];
+    if let Some(shape) = crate::infer_layout::shape(op, inputs) {
+        return result(shape?);
+    }
     let shape = match op {
         Op::Relu | Op::Clip { .. } => x.shape.clone(),
         Op::Binary(_) => broadcast(&x.shape, &inputs[1].shape)?,
@@ -312,10 +321,27 @@ pub(crate) fn infer_float(op: &Op, inputs: &[&TensorType]) -> Res<TensorType> {
         | Op::Requantize { .. }
         | Op::ScaledAdd
         | Op::SumPool { .. }
-        | Op::GlobalSumPool => return Err(format!("`{}` is not a float op", op.name())),
+        | Op::GlobalSumPool
+        | Op::Table { .. }
+        | Op::QMul => return Err(format!("`{}` is not a float op", op.name())),
+        // Handled by `infer_layout` above.
+        Op::Unary(_)
+        | Op::PRelu
+        | Op::Pad { .. }
+        | Op::Reduce { .. }
+        | Op::Slice { .. }
+        | Op::Gather { .. }
+        | Op::Expand { .. }
+        | Op::Tile { .. }
+        | Op::Resize { .. } => unreachable!("infer_layout gives these shapes"),
     };
-    // Broadcasting can align `N` with a non-batch axis (`[N,1] + [N,1,1,1]`); such a
-    // result would put the batch off axis 0, which no value may have.
+    result(shape)
+}
+
+/// An f32 result of `shape`, unless the batch dimension ended up off axis 0: broadcasting
+/// can align `N` with a non-batch axis (`[N,1] + [N,1,1,1]`), and no value may have
+/// such a type.
+fn result(shape: Shape) -> Res<TensorType> {
     if shape.0.iter().skip(1).any(|d| *d == Dim::Batch) {
         return Err(format!(
             "the result {shape} would have the batch dimension off axis 0"

@@ -9,12 +9,16 @@
 //! scale: they commute with any per-tensor monotone quantizer.
 
 use crate::infer::{broadcast, infer_float};
-use crate::op::Op;
+use crate::op::{Op, OpClass, PadMode, ReduceKind, ResizeMode};
 use crate::types::{DType, Scale, Shape, TensorType, F32};
 
 type Res<T> = std::result::Result<T, String>;
 
+/// An f32 stand-in of an operand for the float rules (i64 index operands stay i64).
 fn as_f32(t: &TensorType) -> TensorType {
+    if t.dtype == DType::I64 {
+        return TensorType::new(DType::I64, t.shape.clone());
+    }
     TensorType::f32(t.shape.clone())
 }
 
@@ -76,15 +80,18 @@ fn channels(t: &TensorType) -> Res<u64> {
 /// integers; `None` to fall through to the float rules.
 pub(crate) fn infer(op: &Op, inputs: &[&TensorType]) -> Option<Res<TensorType>> {
     let integer_operand = inputs.first().is_some_and(|t| !t.dtype.is_float());
-    let passes_ints = matches!(
-        op,
-        Op::MaxPool { .. }
-            | Op::GlobalMaxPool
-            | Op::Reshape { .. }
-            | Op::Flatten { .. }
-            | Op::Transpose { .. }
-            | Op::Concat { .. }
-    );
+    // Ops that only select elements run on integer levels too (see the module docs).
+    let passes_ints = op.class() == OpClass::Layout
+        || matches!(
+            op,
+            Op::Resize {
+                mode: ResizeMode::Nearest,
+                ..
+            } | Op::Reduce {
+                kind: ReduceKind::Max | ReduceKind::Min,
+                ..
+            }
+        );
     if op.is_float_op() && !(passes_ints && integer_operand) {
         return None;
     }
@@ -205,6 +212,71 @@ fn infer_quant(op: &Op, inputs: &[&TensorType]) -> Res<TensorType> {
         Op::GlobalSumPool => {
             want_low_bit(x, "global_sumpool input")?;
             i32_out(shape_of(&Op::GlobalAveragePool, inputs)?)
+        }
+        Op::Table { dtype, scale } => {
+            let (qmin, qmax) = x
+                .dtype
+                .quant_range()
+                .ok_or_else(|| format!("table input must be low-bit, got {}", x.dtype))?;
+            if !dtype.is_low_bit() || *dtype == DType::Ternary {
+                return Err(format!(
+                    "table produces a low-bit integer type, not {dtype}"
+                ));
+            }
+            check_scale(*scale)?;
+            want(inputs[1], *dtype, "table")?;
+            let levels = (qmax - qmin + 1) as u64;
+            let per_channel = x.shape.0.get(1).and_then(|d| d.fixed());
+            let ok = inputs[1].shape == Shape::fixed(&[levels])
+                || per_channel.is_some_and(|c| inputs[1].shape == Shape::fixed(&[c, levels]));
+            if !ok {
+                return Err(format!(
+                    "table must have shape [{levels}] or [channels, {levels}], got {}",
+                    inputs[1].shape
+                ));
+            }
+            Ok(TensorType {
+                dtype: *dtype,
+                shape: x.shape.clone(),
+                scale: Some(Scale::Tensor(*scale)),
+            })
+        }
+        Op::QMul => {
+            for (i, t) in inputs.iter().enumerate() {
+                if !(t.dtype.is_low_bit() || t.dtype == DType::I32) {
+                    return Err(format!(
+                        "qmul operand {i} must be an integer, got {}",
+                        t.dtype
+                    ));
+                }
+            }
+            i32_out(broadcast(&x.shape, &inputs[1].shape)?)
+        }
+        Op::Gather { .. } => {
+            want_low_bit(x, "gather data")?;
+            Ok(TensorType {
+                dtype: x.dtype,
+                shape: shape_of(op, inputs)?,
+                scale: x.scale.clone(),
+            })
+        }
+        Op::Pad { mode, value, .. } => {
+            want_low_bit(x, "pad operand")?;
+            let (qmin, qmax) = x.dtype.quant_range().unwrap_or((0, 0));
+            let v = value.get();
+            if *mode == PadMode::Constant
+                && !(v.fract() == 0.0 && (qmin as f32..=qmax as f32).contains(&v))
+            {
+                return Err(format!(
+                    "the pad value of a {} operand must be a level in {qmin}..={qmax}, got {v}",
+                    x.dtype
+                ));
+            }
+            Ok(TensorType {
+                dtype: x.dtype,
+                shape: shape_of(op, inputs)?,
+                scale: x.scale.clone(),
+            })
         }
         // Layout ops and max pooling on integers keep dtype and scale.
         _ => {

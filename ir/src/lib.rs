@@ -9,6 +9,7 @@
 pub mod error;
 pub mod graph;
 pub mod infer;
+mod infer_layout;
 mod infer_quant;
 pub mod interp;
 pub mod op;
@@ -20,7 +21,7 @@ pub mod verify;
 pub use error::{IrError, Result};
 pub use graph::{Const, ConstData, Graph, Node, NodeData, Value, ValueDef, ValueInfo};
 pub use interp::{run, run_with, RunOptions};
-pub use op::{BinaryOp, Op, Window};
+pub use op::{BinaryOp, Op, OpClass, UnaryOp, Window};
 pub use tensor::{Tensor, TensorData};
 pub use types::{DType, Dim, Scale, Shape, TensorType, F32};
 pub use verify::verify;

@@ -540,6 +540,9 @@ impl State<'_> {
                     BinaryOp::Add => (offset - k * div, *div),
                     BinaryOp::Div => (*offset, div * k),
                     BinaryOp::Mul => (*offset, div / k),
+                    BinaryOp::Min | BinaryOp::Max | BinaryOp::Pow => {
+                        return Err(self.err("input normalisation is an affine map"))
+                    }
                 };
                 if !(div.is_finite() && div > 0.0 && offset.is_finite()) {
                     return Err(self.err("input normalisation must keep a positive finite scale"));

@@ -175,6 +175,9 @@ impl State<'_> {
             (BinaryOp::Div, true) => {
                 return Err(self.err("constant divided by an accumulator is not monotone-affine"))
             }
+            (BinaryOp::Min | BinaryOp::Max | BinaryOp::Pow, _) => {
+                return Err(self.err(format!("{} is not an affine map", op.name())))
+            }
         };
         Ok(Sym::Acc(Box::new(r.ok_or_else(overflow)?)))
     }

@@ -34,7 +34,7 @@ def main():
     w = numpy_helper.from_array(np.ones((2, 1, 3, 3), np.float32), "w")
     # An op fqc does not know.
     save(model([helper.make_node("Relu", ["x"], ["r"], name="ok"),
-                helper.make_node("HardSwish", ["r"], ["y"], name="/act/HardSwish")]), "unknown_op.onnx")
+                helper.make_node("Hardmax", ["r"], ["y"], name="/act/Hardmax")]), "unknown_op.onnx")
     # A supported op with an attribute fqc does not accept.
     save(model([helper.make_node("Conv", ["x", "w"], ["y"], name="/conv/Conv", kernel_shape=[3, 3],
                                  auto_pad="SOMETIMES")], [w]), "unsupported_attribute.onnx")

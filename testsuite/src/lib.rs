@@ -44,8 +44,8 @@ pub struct Diff {
     pub violations: usize,
 }
 
-/// Compares element-wise; NaN anywhere (or a shape mismatch, checked by the caller) is a
-/// violation.
+/// Compares element-wise; equal values (also equal infinities) agree, NaN anywhere (or a
+/// shape mismatch, checked by the caller) is a violation.
 pub fn compare(got: &[f32], want: &[f32], rtol: f32, atol: f32) -> Diff {
     let range = want
         .iter()
@@ -57,7 +57,8 @@ pub fn compare(got: &[f32], want: &[f32], rtol: f32, atol: f32) -> Diff {
         violations: 0,
     };
     for (a, b) in got.iter().zip(want) {
-        let e = (a - b).abs();
+        // Equal values (infinities included) agree; `inf - inf` would be NaN.
+        let e = if a == b { 0.0 } else { (a - b).abs() };
         if e.is_nan() || e > atol + rtol * b.abs() {
             d.violations += 1;
         }

@@ -22,8 +22,8 @@ fn pb_files(dir: &Path, prefix: &str) -> Vec<std::path::PathBuf> {
 /// Imports the test's model with its non-data inputs frozen to this data set's values.
 ///
 /// fqc compiles a network for fixed parameters: inputs that are not float tensors of rank
-/// ≥ 1 (a Reshape's target shape, Clip's bounds, a Dropout ratio, integer operands) are
-/// parameters, not data. Node tests feed them as graph inputs, so they are turned into
+/// ≥ 1 (a Reshape's target shape, Clip's bounds, a Dropout ratio, integer operands), and
+/// a Resize's or Upsample's scales and sizes, are parameters, not data. Node tests feed them as graph inputs, so they are turned into
 /// initializers here (inputs with an initializer are constants to the importer), which is
 /// how such a model is deployed. Returns the graph and the indices of the inputs still fed.
 fn import_frozen(test: &Path, set: &Path) -> Result<(fqc_ir::Graph, Vec<usize>), Failure> {
@@ -40,6 +40,14 @@ fn import_frozen(test: &Path, set: &Path) -> Result<(fqc_ir::Graph, Vec<usize>),
         .initializer
         .iter()
         .map(|t| t.name().to_string())
+        .collect();
+    // Inputs that are parameters of the network whatever their type: a Resize's roi,
+    // scales and sizes, an Upsample's scales (deployed models have them as constants).
+    let parameters: std::collections::HashSet<String> = graph
+        .node
+        .iter()
+        .filter(|n| matches!(n.op_type(), "Resize" | "Upsample"))
+        .flat_map(|n| n.input.iter().skip(1).cloned())
         .collect();
     let mut fed = Vec::new();
     let inputs: Vec<_> = graph
@@ -64,7 +72,10 @@ fn import_frozen(test: &Path, set: &Path) -> Result<(fqc_ir::Graph, Vec<usize>),
         let pb =
             std::fs::read(set.join(format!("input_{i}.pb"))).map_err(|e| harness(e.to_string()))?;
         let mut t = TensorProto::decode(pb.as_slice()).map_err(|e| harness(e.to_string()))?;
-        if t.data_type() == DataType::Float as i32 && !t.dims.is_empty() {
+        if t.data_type() == DataType::Float as i32
+            && !t.dims.is_empty()
+            && !parameters.contains(name)
+        {
             fed.push(i);
         } else {
             t.name = Some(name.clone());

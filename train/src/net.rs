@@ -597,11 +597,15 @@ fn binary(op: BinaryOp, a: &Val, b: &Val) -> Val {
         .zip(&b.shape)
         .map(|(x, y)| *x.max(y))
         .collect();
+    let full = |t: Tensor<4>| t.expand(pad4(&shape));
     let t = match op {
         BinaryOp::Add => a.t + b.t,
         BinaryOp::Sub => a.t - b.t,
         BinaryOp::Mul => a.t * b.t,
         BinaryOp::Div => a.t / b.t,
+        BinaryOp::Min => full(a.t).min_pair(full(b.t)),
+        BinaryOp::Max => full(a.t).max_pair(full(b.t)),
+        BinaryOp::Pow => full(a.t).powf(full(b.t)),
     };
     Val { t, shape }
 }

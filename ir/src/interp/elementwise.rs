@@ -114,7 +114,7 @@ pub(crate) fn expand(data: &[f32], shape: &[usize], out: &[usize]) -> Vec<f32> {
     y
 }
 
-/// Add/Sub/Mul/Div with NumPy broadcasting to `out`.
+/// A binary op (`BinaryOp::apply`) with NumPy broadcasting to `out`.
 pub(crate) fn binary(
     op: BinaryOp,
     a: (&[f32], &[usize]),
@@ -127,7 +127,29 @@ pub(crate) fn binary(
         BinaryOp::Sub => zip_into(&mut y, out, a, b, |x, y| x - y),
         BinaryOp::Mul => zip_into(&mut y, out, a, b, |x, y| x * y),
         BinaryOp::Div => zip_into(&mut y, out, a, b, |x, y| x / y),
+        op => zip_into(&mut y, out, a, b, |x, y| op.apply(x, y)),
     }
+    y
+}
+
+/// An element-wise function, in place.
+pub(crate) fn unary(op: crate::op::UnaryOp, mut x: Vec<f32>) -> Vec<f32> {
+    for v in &mut x {
+        *v = op.apply(*v);
+    }
+    x
+}
+
+/// ONNX PRelu: `x < 0 ? slope·x : x`, the slope broadcast to `x`'s shape `out`.
+pub(crate) fn prelu(x: &[f32], slope: (&[f32], &[usize]), out: &[usize]) -> Vec<f32> {
+    let mut y = vec![0.0; out.iter().product()];
+    zip_into(&mut y, out, (x, out), slope, |v, s| {
+        if v < 0.0 {
+            s * v
+        } else {
+            v
+        }
+    });
     y
 }
 

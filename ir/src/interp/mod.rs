@@ -27,11 +27,14 @@
 
 mod conv;
 mod elementwise;
+mod int_ops;
 mod layout;
 mod linalg;
 mod pool;
 mod qlinear;
 mod quant;
+mod reduce;
+mod select;
 #[allow(unsafe_code)]
 mod sgemm;
 mod split;
@@ -422,12 +425,68 @@ fn eval(
         | Op::Requantize { .. }
         | Op::ScaledAdd
         | Op::SumPool { .. }
-        | Op::GlobalSumPool => {
+        | Op::GlobalSumPool
+        | Op::Table { .. }
+        | Op::QMul => {
             return Err(eval_err(
                 g,
                 node,
                 "internal error: integer op reached the float kernels".into(),
             ))
+        }
+        Op::Unary(u) => elementwise::unary(*u, owned_f32(g, node, x)?),
+        Op::PRelu => elementwise::prelu(f32s(g, node, &x)?, (r(0)?, &rest[0].shape), &shape),
+        Op::Pad { pads, mode, value } => {
+            let pads: Vec<usize> = pads.iter().map(|&p| p as usize).collect();
+            select::pad(
+                f32s(g, node, &x)?,
+                &x.shape,
+                &pads,
+                *mode,
+                value.get(),
+                &shape,
+            )
+        }
+        Op::Reduce { kind, axes, .. } => {
+            reduce::reduce_f32(f32s(g, node, &x)?, &x.shape, axes, *kind)
+        }
+        Op::Slice {
+            axes,
+            starts,
+            steps,
+            ..
+        } => select::slice(f32s(g, node, &x)?, &x.shape, axes, starts, steps, &shape),
+        Op::Gather { axis } => {
+            let idx = rest[0]
+                .as_i64()
+                .ok_or_else(|| eval_err(g, node, "gather indices are not i64".into()))?;
+            select::gather(
+                f32s(g, node, &x)?,
+                &x.shape,
+                *axis as usize,
+                idx,
+                &rest[0].shape,
+                &shape,
+            )
+        }
+        Op::Expand { .. } => select::expand(f32s(g, node, &x)?, &x.shape, &shape),
+        Op::Tile { .. } => select::tile(f32s(g, node, &x)?, &x.shape, &shape),
+        Op::Resize {
+            mode: crate::op::ResizeMode::Linear,
+            coord,
+            scale_h,
+            scale_w,
+            ..
+        } => select::resize_linear(
+            f32s(g, node, &x)?,
+            &x.shape,
+            *coord,
+            (scale_h.get(), scale_w.get()),
+            (shape[2], shape[3]),
+        ),
+        Op::Resize { .. } => {
+            let (rows, cols) = resize_maps(&node.op, &x.shape, &shape);
+            select::resize_nearest(f32s(g, node, &x)?, &x.shape, &rows, &cols)
         }
         Op::Relu => elementwise::relu(owned_f32(g, node, x)?),
         Op::Clip { min, max } => elementwise::clip(owned_f32(g, node, x)?, min.get(), max.get()),
@@ -529,6 +588,24 @@ fn eval(
         shape,
         data: TensorData::F32(data),
     })
+}
+
+/// The source rows and columns of a nearest `resize` from `input` to `out` (NCHW).
+pub(crate) fn resize_maps(op: &Op, input: &[usize], out: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    let Op::Resize {
+        coord,
+        nearest,
+        scale_h,
+        scale_w,
+        ..
+    } = op
+    else {
+        return (Vec::new(), Vec::new());
+    };
+    (
+        select::nearest_map(*coord, *nearest, scale_h.get(), input[2], out[2]),
+        select::nearest_map(*coord, *nearest, scale_w.get(), input[3], out[3]),
+    )
 }
 
 /// Operand 0's f32 buffer, moved out if owned, copied otherwise.

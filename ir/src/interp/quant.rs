@@ -129,6 +129,7 @@ pub(super) fn eval(
                 _ => return Err(err(unsupported(&x.data))),
             }
         }
+        op if super::int_ops::handles(op) => super::int_ops::eval(g, node, &x, rest, &shape)?,
         _ => return Err(err(unsupported(&x.data))),
     };
     let numel: usize = shape.iter().product();

@@ -70,6 +70,10 @@ crate::op_family! {
         Sub = "sub",
         Mul = "mul",
         Div = "div",
+        /// ONNX `Min`/`Max` of two operands (NaN propagates, as ONNX Runtime does).
+        Min = "min",
+        Max = "max",
+        Pow = "pow",
     }
 }
 
@@ -80,9 +84,117 @@ impl BinaryOp {
             BinaryOp::Sub => a - b,
             BinaryOp::Mul => a * b,
             BinaryOp::Div => a / b,
+            BinaryOp::Min if a.is_nan() || b.is_nan() => f32::NAN,
+            BinaryOp::Min => a.min(b),
+            BinaryOp::Max if a.is_nan() || b.is_nan() => f32::NAN,
+            BinaryOp::Max => a.max(b),
+            BinaryOp::Pow => a.powf(b),
         }
     }
 }
+
+pub use unary::UnaryOp;
+
+/// Element-wise functions of one tensor: the activations CNNs use, defined in
+/// `unary.rs` as ONNX defines them.
+pub mod unary;
+
+/// How `pad` fills the border (ONNX `Pad` modes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PadMode {
+    /// The attribute `value` (for integer operands, a level).
+    Constant,
+    /// Mirror without repeating the edge: `[1,2,3]` padded by 2 is `3,2,1,2,3,2,1`.
+    Reflect,
+    /// Repeat the edge element.
+    Edge,
+}
+
+impl attr::Choice for PadMode {
+    const CHOICES: &'static [(&'static str, Self)] = &[
+        ("constant", PadMode::Constant),
+        ("reflect", PadMode::Reflect),
+        ("edge", PadMode::Edge),
+    ];
+}
+
+/// What `reduce` computes over its axes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceKind {
+    Mean,
+    Max,
+    Min,
+    Sum,
+}
+
+impl attr::Choice for ReduceKind {
+    const CHOICES: &'static [(&'static str, Self)] = &[
+        ("mean", ReduceKind::Mean),
+        ("max", ReduceKind::Max),
+        ("min", ReduceKind::Min),
+        ("sum", ReduceKind::Sum),
+    ];
+}
+
+/// `resize`'s interpolation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ResizeMode {
+    Nearest,
+    Linear,
+}
+
+impl attr::Choice for ResizeMode {
+    const CHOICES: &'static [(&'static str, Self)] = &[
+        ("nearest", ResizeMode::Nearest),
+        ("linear", ResizeMode::Linear),
+    ];
+}
+
+/// ONNX Resize's `coordinate_transformation_mode`: where output pixel `x` samples the
+/// input (`s` the scale, `lin`/`lout` the input/output lengths).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CoordMode {
+    /// `(x + 0.5) / s − 0.5`
+    HalfPixel,
+    /// as half_pixel, but `0` when `lout == 1`
+    PytorchHalfPixel,
+    /// `x / s`
+    Asymmetric,
+    /// `x · (lin − 1) / (lin·s − 1)` (`0` when `lout == 1`)
+    AlignCorners,
+    /// `(x + 0.5) / s` (TensorFlow's nearest neighbour)
+    TfHalfPixelForNn,
+}
+
+impl attr::Choice for CoordMode {
+    const CHOICES: &'static [(&'static str, Self)] = &[
+        ("half_pixel", CoordMode::HalfPixel),
+        ("pytorch_half_pixel", CoordMode::PytorchHalfPixel),
+        ("asymmetric", CoordMode::Asymmetric),
+        ("align_corners", CoordMode::AlignCorners),
+        ("tf_half_pixel_for_nn", CoordMode::TfHalfPixelForNn),
+    ];
+}
+
+/// ONNX Resize's `nearest_mode`: how a fractional source coordinate picks a pixel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NearestMode {
+    RoundPreferFloor,
+    RoundPreferCeil,
+    Floor,
+    Ceil,
+}
+
+impl attr::Choice for NearestMode {
+    const CHOICES: &'static [(&'static str, Self)] = &[
+        ("round_prefer_floor", NearestMode::RoundPreferFloor),
+        ("round_prefer_ceil", NearestMode::RoundPreferCeil),
+        ("floor", NearestMode::Floor),
+        ("ceil", NearestMode::Ceil),
+    ];
+}
+
+crate::choice_field!(PadMode, ReduceKind, ResizeMode, CoordMode, NearestMode);
 
 /// What an op computes on (see [`Op::is_float_op`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -242,6 +354,36 @@ op_table! {
         Lrn { size: u64, alpha: F32, beta: F32, bias: F32 } => "lrn", args(1, Some(1)), Float;
         /// Axis permutation.
         Transpose { perm: Vec<u64> } => "transpose", args(1, Some(1)), Layout;
+        /// `(x, slope)`: `x < 0 ? slope·x : x`, the slope broadcast to `x` (ONNX PRelu).
+        PRelu => "prelu", args(2, Some(2)), Float;
+        /// Pads every axis: `pads` holds the `rank` begin counts, then the `rank` end
+        /// counts. `value` fills in `constant` mode (on an integer operand: a level).
+        Pad { pads: Vec<u64>, mode: PadMode, value: F32 } => "pad", args(1, Some(1)), Layout;
+        /// Reduces over `axes` (sorted, distinct), keeping them as 1s when `keepdims`.
+        Reduce { kind: ReduceKind, axes: Vec<u64>, keepdims: bool } => "reduce", args(1, Some(1)), Float;
+        /// Elements `starts[i], starts[i] + steps[i], ...` (exclusive of `ends[i]`) of each
+        /// axis `axes[i]`, as ONNX Slice once its bounds are clamped: `starts` within the
+        /// axis, `ends` in `-1..=extent`, steps non-zero (negative walks backwards).
+        Slice { axes: Vec<u64>, starts: Vec<i64>, ends: Vec<i64>, steps: Vec<i64> }
+            => "slice", args(1, Some(1)), Layout;
+        /// `(data, indices: i64)`: ONNX Gather along `axis`; indices are non-negative and
+        /// in range (resolved at import).
+        Gather { axis: u64 } => "gather", args(2, Some(2)), Layout;
+        /// Broadcast to `shape` (NumPy rules; the result shape).
+        Expand { shape: Vec<Dim> } => "expand", args(1, Some(1)), Layout;
+        /// Repeats axis `i` `repeats[i]` times.
+        Tile { repeats: Vec<u64> } => "tile", args(1, Some(1)), Layout;
+        /// Resizes the spatial axes (2, 3) of an NCHW tensor to `size` = `[h, w]`, output
+        /// pixel `x` sampling input coordinate `coord(x)` with scales `scales` (ONNX
+        /// Resize; `linear` is bilinear).
+        Resize {
+            mode: ResizeMode,
+            coord: CoordMode,
+            nearest: NearestMode,
+            size: Vec<u64>,
+            scale_h: F32,
+            scale_w: F32,
+        } => "resize", args(1, Some(1)), Float;
 
         // ---- Quantization boundary (fake-quant graphs, and the ends of integer graphs) ----
         /// `(x: f32) -> dtype s=scale`: `q = clamp(round_half_even((x - offset) / scale),
@@ -276,10 +418,20 @@ op_table! {
         SumPool { window: Window as pool_window } => "sumpool", args(1, Some(1)), Integer;
         /// `(x: int [N,C,H,W]) -> i32 [N,C,1,1]` sums.
         GlobalSumPool => "global_sumpool", args(1, Some(1)), Integer;
+        /// `(x: low-bit, table: dtype [L] or [C, L]) -> dtype s=scale`: each element's
+        /// level `q` becomes `table[q − qmin(x)]` (of its channel, axis 1, for a `[C, L]`
+        /// table), `L = qmax(x) − qmin(x) + 1`. Any function of one quantized tensor
+        /// (hard-swish, sigmoid, a rescale to another scale, ...) is exactly such a table.
+        Table { dtype: DType, scale: F32 } => "table", args(2, Some(2)), Integer;
+        /// `(a: int, b: int) -> i32 = a·b` with broadcasting: the product of two quantized
+        /// tensors (a squeeze-and-excitation gate), or of sums and integer weights.
+        QMul => "qmul", args(2, Some(2)), Integer;
     }
     families {
         /// `(a, b)` with NumPy broadcasting.
         Binary(BinaryOp), args(2, Some(2)), Float;
+        /// `(x)`: an element-wise function.
+        Unary(UnaryOp), args(1, Some(1)), Float;
     }
 }
 

@@ -8,6 +8,12 @@
 //! - [`norm`]: BatchNormalization, LRN, Softmax (incl. the opset < 13 2-D coercion);
 //! - [`linear`]: Gemm, MatMul, and PyTorch's `MatMul + Add` as one Gemm;
 //! - [`layout`]: Flatten, Reshape, Concat, Transpose, Squeeze, Unsqueeze;
+//! - [`activation`]: HardSwish, HardSigmoid, Sigmoid, Tanh, LeakyRelu, Elu, Selu,
+//!   Softplus, Gelu, Erf, Mish, Swish, Exp, Log, Neg, Abs, Sqrt, Reciprocal, PRelu,
+//!   Min, Max, Pow;
+//! - [`select`]: Slice, Gather and Split of runtime tensors, Expand, Tile, Pad, Resize,
+//!   Upsample;
+//! - [`reduce`]: ReduceMean, ReduceMax, ReduceMin, ReduceSum;
 //! - [`shape`]: import-time values — Constant, ConstantOfShape, and the int64 shape
 //!   arithmetic (Shape, Gather, Cast, Slice, …) folded into "known vectors" whose
 //!   elements may be linear in the symbolic batch;
@@ -16,12 +22,15 @@
 //! Lowering functions report plain messages; [`lower_node`] wraps them into
 //! [`OnnxError::Node`] naming the node, op, domain and opset.
 
+pub(crate) mod activation;
 pub(crate) mod conv;
 pub(crate) mod eltwise;
 pub(crate) mod fold;
 pub(crate) mod layout;
 pub(crate) mod linear;
 pub(crate) mod norm;
+pub(crate) mod reduce;
+pub(crate) mod select;
 pub(crate) mod shape;
 
 use std::collections::{HashMap, HashSet};
@@ -143,10 +152,60 @@ const LOWERINGS: &[(&str, Lowering)] = &[
     ("Constant", shape::constant),
     ("ConstantOfShape", shape::constant_of_shape),
     ("Shape", shape::shape),
-    ("Gather", shape::gather),
+    ("Gather", gather),
     ("Cast", shape::cast),
-    ("Slice", shape::slice),
+    ("Slice", slice),
+    ("Split", select::split),
+    ("Expand", select::expand),
+    ("Tile", select::tile),
+    ("Pad", select::pad),
+    ("Resize", select::resize),
+    ("Upsample", select::resize),
+    ("HardSwish", activation::unary),
+    ("HardSigmoid", activation::unary),
+    ("Sigmoid", activation::unary),
+    ("Tanh", activation::unary),
+    ("LeakyRelu", activation::unary),
+    ("Elu", activation::unary),
+    ("Selu", activation::unary),
+    ("Softplus", activation::unary),
+    ("Gelu", activation::unary),
+    ("Erf", activation::unary),
+    ("Mish", activation::unary),
+    ("Swish", activation::unary),
+    ("Exp", activation::unary),
+    ("Log", activation::unary),
+    ("Neg", activation::unary),
+    ("Abs", activation::unary),
+    ("Sqrt", activation::unary),
+    ("Reciprocal", activation::unary),
+    ("PRelu", activation::prelu),
+    ("Min", activation::min_max_pow),
+    ("Max", activation::min_max_pow),
+    ("Pow", activation::min_max_pow),
+    ("ReduceMean", reduce::reduce),
+    ("ReduceMax", reduce::reduce),
+    ("ReduceMin", reduce::reduce),
+    ("ReduceSum", reduce::reduce),
 ];
+
+/// `Slice`: evaluated on a shape value, an op on a runtime tensor.
+fn slice(cx: &mut Cx<'_>) -> LResult<()> {
+    if cx.is_int(0)? {
+        shape::slice(cx)
+    } else {
+        select::slice(cx)
+    }
+}
+
+/// `Gather`: evaluated on a shape value, an op on a runtime tensor.
+fn gather(cx: &mut Cx<'_>) -> LResult<()> {
+    if cx.is_int(0)? {
+        shape::gather(cx)
+    } else {
+        select::gather(cx)
+    }
+}
 
 /// The ONNX op types (default domain) the importer lowers, sorted.
 pub fn supported_ops() -> Vec<&'static str> {

@@ -149,6 +149,7 @@ pub fn op_to_proto(op: &Op) -> Option<OpProto> {
                 BinaryOp::Sub => BinaryKind::Sub,
                 BinaryOp::Mul => BinaryKind::Mul,
                 BinaryOp::Div => BinaryKind::Div,
+                BinaryOp::Min | BinaryOp::Max | BinaryOp::Pow => return None,
             } as i32,
         }),
         Op::Sum => Kind::Sum(Unit {}),

@@ -333,6 +333,9 @@ impl<'g> Exporter<'g> {
                 BinaryOp::Sub => "Sub",
                 BinaryOp::Mul => "Mul",
                 BinaryOp::Div => "Div",
+                BinaryOp::Min => "Min",
+                BinaryOp::Max => "Max",
+                BinaryOp::Pow => "Pow",
             },
             Op::Sum => "Sum",
             Op::MaxPool { window } => {
