@@ -293,7 +293,7 @@ def report(work, out_md):
           "(QUInt8 activations, per-channel QInt8 weights: MLAS U8S8 kernels; MinMax on 32 seeded N(0,1) "
           "inputs); `intra_op_num_threads` as listed.",
           "- tract: single thread; fp32 and the int8 graphs it loads: QDQ, and (opt-in, "
-          "`TRACT_PRECISIONS=fp32,int8_qdq,int8_qlc`: ~100x slower than QDQ on an AVX2-only Zen 3) "
+          "`TRACT_PRECISIONS=fp32,int8_qdq,int8_qlc`: much slower than QDQ, see its rows when run) "
           "QOperator with only Conv quantized (`int8 QLinearConv only`); the full QOperator graph "
           "(com.microsoft QLinearAdd/QGemm) does not load in tract 0.23.9 and is not tried.",
           "- `speed vs ORT int8` (fqc rows) = ORT int8 QDQ median / fqc median at the same model, batch and "
@@ -301,10 +301,10 @@ def report(work, out_md):
           "the int8 kernel (`madd_ymm` on AVX2-only CPUs) for integer rows, FMA for fp32 rows. "
           "fqc's ternary kernels add/subtract instead of multiplying, so for t2a4 the int8 peak is a "
           "reference point, not a ceiling.",
-          "- `min ms` / `min vs ORT int8`: the fastest run, and ORT int8's fastest over fqc's. On this VM "
-          "batch-1 run times of every engine fall in two modes about 1.5x apart (measured side by side, "
-          "ResNet-20: fqc min 0.58 / median 0.93 ms, ORT int8 min 0.61 / median 0.89 ms), so the minimum "
-          "compares the engines in the same (fast) mode; the median ratio is the headline.",
+          "- `min ms` / `min vs ORT int8`: the fastest run, and ORT int8's fastest over fqc's. On these VMs "
+          "batch-1 run times of every engine can fall in two modes (compare `min ms` with the medians "
+          "below), so the minimum compares the engines in the same (fast) mode; the median ratio is the "
+          "headline, and the interleaved duel below alternates the engines round by round.",
           "", "## Models", "", "| model | input | params | MACs/image (conv + gemm) |", "|---|---|---|---|"]
     for m, i in models.items():
         o.append(f"| {m} | {'x'.join(map(str, i['input_shape']))} | {i['params']:,} | "

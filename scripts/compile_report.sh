@@ -32,7 +32,9 @@ row() {  # label model calib bits...
 {
   echo "# fqc compile on ResNet-style models"
   echo
-  echo "Measured $(date -u +%Y-%m-%d) by \`bash scripts/compile_report.sh\` (post-training, seeded random calibration)."
+  bash scripts/report_header.sh "bash scripts/compile_report.sh"
+  echo
+  echo "Post-training, seeded random calibration."
   echo
   echo "| model | flags | compile s | ONNX bytes | .fqc bytes | ratio | |"
   echo "|---|---|---|---|---|---|---|"

@@ -22,7 +22,7 @@ PY
 {
   echo "# Reference interpreter speed"
   echo
-  echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)) by \`bash scripts/interp_speed.sh\`."
+  bash scripts/report_header.sh "bash scripts/interp_speed.sh"
   echo "Median of 10 runs after one warm-up; f32, im2col + matrixmultiply sgemm."
   echo
   echo "| model | batch | threads | result |"

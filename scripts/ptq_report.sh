@@ -12,21 +12,25 @@ DATA=examples/mnist/mnist10k.npz
 row() {  # label, compile args...
   local label=$1; shift
   local f="$OUT/$label.fqc"
-  local report; report=$($FQC compile $MODEL -o "$f" --data $DATA "$@")
+  local report; report=$($FQC compile $MODEL -o "$f" --data $DATA "$@" 2>/dev/null)
   local acc; acc=$($FQC eval "$f" --data $DATA | sed -E 's/^top-1: ([0-9.]+%) \(([0-9]+\/[0-9]+)\).*/\1 (\2)/')
   local io; io=$(echo "$report" | grep -o 'integer-only: .*')
-  echo "| $label | \`$*\` | $acc | $(stat -c %s "$f") | $io |"
+  local agree; agree=$(echo "$report" | grep -o 'top-1 agreement [0-9.]*%' | sed 's/top-1 agreement //')
+  echo "| $label | \`$*\` | $acc | $agree | $(stat -c %s "$f") | $io |"
 }
 {
   echo "# Post-training quantization, bundled MNIST CNN"
   echo
-  echo "Measured $(date -u +%Y-%m-%d) by \`bash scripts/ptq_report.sh\`: \`fqc compile\` (calibration on 256"
-  echo "training images, MSE-optimal clip) then \`fqc eval\` of the integer-only \`.fqc\` on the 2,000 test digits."
+  bash scripts/report_header.sh "bash scripts/ptq_report.sh"
+  echo
+  echo "\`fqc compile\` (calibration on 256 training images, MSE-optimal clip) then \`fqc eval\`"
+  echo "of the integer-only \`.fqc\` on the 2,000 test digits; \`agreement\` is compile's own check"
+  echo "against the float model (top-1 agreement on 256 held-out training images)."
   echo "No fine-tuning (that is the built-in trainer's job). ONNX model: $(stat -c %s $MODEL) bytes."
   echo
-  echo "| model | compile flags | top-1 | .fqc bytes | |"
-  echo "|---|---|---|---|---|"
-  echo "| FP (ONNX) | | $($FQC eval $MODEL --data $DATA | sed -E 's/^top-1: ([0-9.]+%) \(([0-9]+\/[0-9]+)\).*/\1 (\2)/') | $(stat -c %s $MODEL) (onnx) | float |"
+  echo "| model | compile flags | top-1 | agreement | .fqc bytes | |"
+  echo "|---|---|---|---|---|---|"
+  echo "| FP (ONNX) | | $($FQC eval $MODEL --data $DATA | sed -E 's/^top-1: ([0-9.]+%) \(([0-9]+\/[0-9]+)\).*/\1 (\2)/') | | $(stat -c %s $MODEL) (onnx) | float |"
   row w8a8 --weights 8 --act-bits 8
   row w4a4 --weights 4 --act-bits 4
   row w2a4 --weights ternary --act-bits 4
