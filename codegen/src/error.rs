@@ -20,6 +20,9 @@ pub enum CodegenError {
     /// Inputs given to [`CompiledGraph::run`](crate::CompiledGraph::run) do not fit.
     #[error("bad input: {0}")]
     Input(String),
+    /// A step run by the interpreter's kernel failed (e.g. an i32 overflow it checks).
+    #[error("{0}")]
+    Run(String),
     /// Cranelift rejected the generated code or the host (an internal error).
     #[error("cranelift: {0}")]
     Cranelift(String),

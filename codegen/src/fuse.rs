@@ -241,8 +241,9 @@ impl Planner<'_> {
 /// The index of the last step writing buffer `buf`.
 fn producer_of(steps: &[Step], buf: usize) -> Option<usize> {
     steps.iter().rposition(|s| match s {
-        Step::Kernel { out, .. } | Step::Quantize { out, .. } | Step::Dequantize { out, .. } => {
-            *out == buf
-        }
+        Step::Kernel { out, .. }
+        | Step::Quantize { out, .. }
+        | Step::Dequantize { out, .. }
+        | Step::Interp { out, .. } => *out == buf,
     })
 }

@@ -36,6 +36,7 @@ mod error;
 #[allow(unsafe_code)]
 mod exec;
 mod fuse;
+mod interp_step;
 mod lower;
 #[allow(unsafe_code)]
 mod native;
@@ -260,6 +261,9 @@ pub fn compile_with(g: &Graph, opts: &CompileOptions) -> Result<CompiledGraph> {
     let mut ids = Vec::new();
     let mut forms = Vec::new();
     for (i, step) in plan.steps.iter().enumerate() {
+        if let Step::Interp { node, .. } = step {
+            forms.push((node.name.clone(), "interp"));
+        }
         if let Step::Kernel { name, kernel, .. } = step {
             if kernel.is_native() {
                 forms.push((name.clone(), kernel_form(kernel)));
@@ -495,6 +499,31 @@ impl CompiledGraph {
                 let mut o = std::mem::take(&mut bufs[*out]);
                 boundary::dequantize(int_elems(&bufs[*x][..nx], e), deq, &mut o[..no]);
                 bufs[*out] = o;
+            }
+            Step::Interp { node, ins, out } => {
+                let g = self.plan.graph.as_deref().ok_or_else(|| {
+                    CodegenError::Invalid("interpreter step without graph".into())
+                })?;
+                let mut owned = Vec::new();
+                for o in ins {
+                    if let interp_step::Operand::Buf(id, dims) = o {
+                        let elem = self.plan.bufs[*id].elem;
+                        owned.push(interp_step::tensor_of(&bufs[*id], elem, dims, batch));
+                    }
+                }
+                let mut owned = owned.iter();
+                let operands: Vec<&Tensor> = ins
+                    .iter()
+                    .map(|o| match o {
+                        interp_step::Operand::Buf(..) => owned.next().expect("one per buffer"),
+                        interp_step::Operand::Input(i) => &inputs[*i],
+                        interp_step::Operand::Const(t) => t,
+                    })
+                    .collect();
+                let r = fqc_ir::interp::eval_node(g, node, &operands, batch)
+                    .map_err(|e| CodegenError::Run(e.to_string()))?;
+                let n = self.bytes(*out, batch);
+                interp_step::write_tensor(&r, &mut bufs[*out][..n])?;
             }
             Step::Kernel {
                 kernel, a, b, out, ..

@@ -18,7 +18,7 @@ use crate::native::{self, NativeConv};
 use crate::plan::{elem_of, BufElem, Kernel, Planner, Step};
 use crate::ConvForm;
 
-fn int_values(t: &Tensor) -> Vec<i64> {
+pub(crate) fn int_values(t: &Tensor) -> Vec<i64> {
     match &t.data {
         TensorData::I8(v) => v.iter().map(|&x| i64::from(x)).collect(),
         TensorData::U8(v) => v.iter().map(|&x| i64::from(x)).collect(),

@@ -17,6 +17,7 @@
 //! * Anything else is `Unsupported`, naming the node and op.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use fqc_ir::{DType, Dim, Graph, NodeData, Op, Scale, Tensor, Value, ValueDef};
 
@@ -136,6 +137,12 @@ pub(crate) enum Step {
         out: usize,
         deq: Deq,
     },
+    /// A node run by the interpreter's kernel (`interp_step.rs`).
+    Interp {
+        node: Box<NodeData>,
+        ins: Vec<crate::interp_step::Operand>,
+        out: usize,
+    },
 }
 
 /// The plan of a whole graph.
@@ -145,6 +152,8 @@ pub(crate) struct Plan {
     pub steps: Vec<Step>,
     /// Buffer of each graph output, with the output's axis 0 and other extents.
     pub outputs: Vec<(usize, Dim, Vec<usize>)>,
+    /// The graph, kept when an interpreter step needs it (types and constants).
+    pub graph: Option<Arc<Graph>>,
 }
 
 pub(crate) fn elem_of(d: DType) -> Option<Elem> {
@@ -166,6 +175,8 @@ pub(crate) struct Planner<'g> {
     pub(crate) force: Option<ConvForm>,
     /// Uses of each value (by value index) by live nodes and graph outputs.
     pub(crate) uses: Vec<u32>,
+    /// The graph shared by the interpreter steps (cloned once, on first need).
+    shared: Option<Arc<Graph>>,
 }
 
 /// Plans `g` (see the module docs).
@@ -193,11 +204,13 @@ pub(crate) fn plan(g: &Graph, force: Option<ConvForm>) -> Result<Plan> {
             bufs: Vec::new(),
             steps: Vec::new(),
             outputs: Vec::new(),
+            graph: None,
         },
         buf_of: HashMap::new(),
         bound: HashMap::new(),
         force,
         uses,
+        shared: None,
     };
     for n in live {
         p.node(g.node(n))?;
@@ -279,7 +292,22 @@ impl<'g> Planner<'g> {
         self.g.ty(v).shape.resolve(1)
     }
 
+    /// The graph as shared by interpreter steps.
+    pub(crate) fn shared_graph(&mut self) -> Arc<Graph> {
+        self.shared
+            .get_or_insert_with(|| Arc::new(self.g.clone()))
+            .clone()
+    }
+
+    /// Plans `node`: its JIT'd or native kernel, or else an interpreter step.
     fn node(&mut self, node: &NodeData) -> Result<()> {
+        match self.lowered(node) {
+            Err(CodegenError::Unsupported { .. }) => self.interp_step(node),
+            r => r,
+        }
+    }
+
+    fn lowered(&mut self, node: &NodeData) -> Result<()> {
         let g = self.g;
         let out_ty = g.ty(node.output);
         match &node.op {

@@ -478,14 +478,23 @@ fn affine_requantize_only_where_exact() {
 }
 
 #[test]
-fn float_op_is_unsupported_and_named() {
+fn an_op_without_jit_code_runs_as_an_interpreter_step() {
     let mut g = Graph::new("float");
     let x = quantized_input(&mut g, "x", &[4], int_dtype(false, 4));
     let d = node(&mut g, Op::Dequantize, vec![x], "deq");
     let r = node(&mut g, Op::Relu, vec![d], "my_relu");
     g.set_outputs(vec![r]);
-    let e = fqc_codegen::compile(&g).unwrap_err().to_string();
-    assert!(e.contains("my_relu") && e.contains("relu"), "{e}");
+    let jit = fqc_codegen::compile(&g).unwrap();
+    assert!(
+        jit.kernel_forms()
+            .iter()
+            .any(|(n, f)| n == "my_relu" && *f == "interp"),
+        "{:?}",
+        jit.kernel_forms()
+    );
+    let x =
+        fqc_ir::Tensor::f32(vec![2, 4], vec![-1.0, 0.3, 0.7, 2.0, 0.1, -0.2, 0.9, 1.5]).unwrap();
+    check_same(&g, &[x]);
 }
 
 #[test]

@@ -13,6 +13,7 @@ mod infer_layout;
 mod infer_quant;
 pub mod interp;
 pub mod op;
+pub mod scalar;
 pub mod tensor;
 pub mod text;
 pub mod types;

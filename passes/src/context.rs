@@ -69,6 +69,9 @@ pub struct QuantConfig {
     /// Per-layer overrides keyed by node name.
     pub per_layer: BTreeMap<String, LayerBits>,
     pub calib: CalibMethod,
+    /// Refuse to keep float islands (constructs without an exact integer form):
+    /// `integerize` fails instead of listing them.
+    pub require_integer_only: bool,
 }
 
 impl Default for QuantConfig {
@@ -79,6 +82,7 @@ impl Default for QuantConfig {
             input_bits: 8,
             per_layer: BTreeMap::new(),
             calib: CalibMethod::Mse,
+            require_integer_only: false,
         }
     }
 }

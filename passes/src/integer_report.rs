@@ -25,6 +25,9 @@ pub struct BoundaryReport {
     pub trailing: Vec<String>,
     /// Float ops on the inference path that are not boundary ops, with the reason.
     pub float_ops: Vec<(String, &'static str, String)>,
+    /// The float ops grouped into islands: connected runs of float ops (an island's
+    /// members feed each other), each listed by node label in schedule order.
+    pub islands: Vec<Vec<String>>,
 }
 
 impl BoundaryReport {
@@ -46,6 +49,25 @@ impl fmt::Display for BoundaryReport {
             write!(f, "; float op `{node}` ({op}): {why}")?;
         }
         Ok(())
+    }
+}
+
+impl BoundaryReport {
+    /// `yes`, or `no (N float islands: a, b; c)` naming each island's nodes.
+    pub fn verdict(&self) -> String {
+        if self.is_integer_only() {
+            return "yes".into();
+        }
+        let n = self.islands.len();
+        format!(
+            "no ({n} float island{}: {})",
+            if n == 1 { "" } else { "s" },
+            self.islands
+                .iter()
+                .map(|i| i.join(", "))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
     }
 }
 
@@ -102,6 +124,7 @@ pub fn integer_only_report(g: &Graph) -> BoundaryReport {
         }
     }
     let mut r = BoundaryReport::default();
+    let mut island_nodes: Vec<Node> = Vec::new();
     for &n in &order {
         let d = g.node(n);
         if !live[d.output.index()] {
@@ -109,6 +132,7 @@ pub fn integer_only_report(g: &Graph) -> BoundaryReport {
         }
         let label = node_label(g, n);
         let mut bad = |why: &str| {
+            island_nodes.push(n);
             r.float_ops
                 .push((label.clone(), d.op.name(), why.to_string()))
         };
@@ -140,7 +164,43 @@ pub fn integer_only_report(g: &Graph) -> BoundaryReport {
             }
         }
     }
+    r.islands = islands(g, &island_nodes);
     r
+}
+
+/// Groups `nodes` (in schedule order) into connected components of the dataflow
+/// between them (union-find over "one consumes the other's result").
+fn islands(g: &Graph, nodes: &[Node]) -> Vec<Vec<String>> {
+    let index_of: std::collections::HashMap<Value, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| (g.node(n).output, i))
+        .collect();
+    let mut parent: Vec<usize> = (0..nodes.len()).collect();
+    fn find(p: &mut [usize], mut i: usize) -> usize {
+        while p[i] != i {
+            p[i] = p[p[i]];
+            i = p[i];
+        }
+        i
+    }
+    for (i, &n) in nodes.iter().enumerate() {
+        for v in &g.node(n).inputs {
+            if let Some(&j) = index_of.get(v) {
+                let (a, b) = (find(&mut parent, i), find(&mut parent, j));
+                parent[a] = b;
+            }
+        }
+    }
+    let mut groups: Vec<(usize, Vec<String>)> = Vec::new();
+    for (i, &n) in nodes.iter().enumerate() {
+        let root = find(&mut parent, i);
+        match groups.iter_mut().find(|(r, _)| *r == root) {
+            Some((_, list)) => list.push(node_label(g, n)),
+            None => groups.push((root, vec![node_label(g, n)])),
+        }
+    }
+    groups.into_iter().map(|(_, l)| l).collect()
 }
 
 /// Whether `g` computes only on integers between its input quantizers and output

@@ -37,13 +37,14 @@
 use std::collections::HashMap;
 
 use fqc_ir::{
-    BinaryOp, DType, Dim, Graph, Node, Op, Scale, Shape, Tensor, TensorData, TensorType, Value,
+    BinaryOp, DType, Graph, Node, Op, Scale, Shape, Tensor, TensorData, TensorType, Value,
     ValueDef, F32,
 };
 
 use crate::context::PassContext;
 use crate::integer_report::{integer_only_report, node_label};
 use crate::integerize_acc::Acc;
+use crate::integerize_table::{MapSym, PartsSym};
 
 use crate::streamline::{Leaf, Term};
 use crate::thresholds::Rat;
@@ -84,7 +85,13 @@ pub(crate) enum Sym {
     Acc(Box<Acc>),
     /// A join / pool of reals awaiting its quantizer (streamlined there).
     Lazy(Term),
-    /// A float value after the output boundary.
+    /// An element-wise function of one dequantized tensor awaiting its quantizer (a
+    /// `table` there; see `integerize_table`).
+    Map(Box<MapSym>),
+    /// A concat of dequantized tensors of different types or scales awaiting its
+    /// quantizer (each part rescaled by a `table` there).
+    Parts(Box<PartsSym>),
+    /// A float value: after the output boundary, or inside a float island.
     Float(Value),
 }
 
@@ -98,6 +105,8 @@ pub(crate) struct State<'a> {
     pub(crate) gsum: u64,
     pub(crate) boundary: HashMap<Value, Value>,
     pub(crate) notes: Vec<String>,
+    /// Why each float-island node (by label, with its op) has no integer form.
+    pub(crate) island_reasons: Vec<(String, &'static str, String)>,
     /// The old node being rewritten (for names and errors).
     pub node: Node,
 }
@@ -115,6 +124,7 @@ pub fn integerize(g: &mut Graph, cx: &mut PassContext) -> Result<()> {
         gsum: 1,
         boundary: HashMap::new(),
         notes: Vec::new(),
+        island_reasons: Vec::new(),
         node: Node(0),
     };
     let live = live_nodes(st.g, &old_order);
@@ -141,21 +151,42 @@ pub fn integerize(g: &mut Graph, cx: &mut PassContext) -> Result<()> {
     }
     let order = std::mem::take(&mut st.order);
     let notes = std::mem::take(&mut st.notes);
+    let reasons = std::mem::take(&mut st.island_reasons);
     g.set_order(order);
     g.set_outputs(new_outputs);
     // Value ids are kept, but calibration ranges describe float values that are gone.
     cx.ranges.clear();
     cx.notes.extend(notes);
     let report = integer_only_report(g);
-    if let Some((node, op, why)) = report.float_ops.first() {
+    // The reasons of the nodes that really ended up in float (a trailing op after the
+    // output boundary is no island).
+    let why: Vec<&(String, &'static str, String)> = reasons
+        .iter()
+        .filter(|(n, _, _)| report.float_ops.iter().any(|(f, _, _)| f == n))
+        .collect();
+    for (node, op, r) in &why {
+        cx.notes
+            .push(format!("integerize: float island at `{node}` ({op}: {r})"));
+    }
+    if cx.config.require_integer_only && !report.is_integer_only() {
+        let (node, op, msg) = match why.first() {
+            Some(&(n, op, r)) => (n.clone(), *op, r.clone()),
+            None => report.float_ops[0].clone(),
+        };
         return Err(PassError::Unsupported {
             pass: "integerize",
-            node: node.clone(),
+            node,
             op,
-            msg: format!("a float op would remain on the inference path: {why}"),
+            msg: format!(
+                "no exact integer form ({msg}); integer-only: {}",
+                report.verdict()
+            ),
         });
     }
-    cx.notes.push(format!("integerize: {report}"));
+    cx.notes.push(format!(
+        "integerize: {report}; integer-only: {}",
+        report.verdict()
+    ));
     Ok(())
 }
 
@@ -248,11 +279,27 @@ impl State<'_> {
             .ok_or_else(|| self.err(format!("parameter {x} is not representable exactly")))
     }
 
+    /// The new meaning of the current node: its integer form, or a float island (the
+    /// op re-run on dequantized operands) where it has none.
     fn rewrite(&mut self) -> Result<Sym> {
         let d = self.g.node(self.node).clone();
         let ins: Vec<Sym> = d.inputs.iter().map(|&v| self.sym(v)).collect();
+        let why = match self.integer_rule(&d, &ins) {
+            Ok(Some(sym)) => return Ok(sym),
+            Ok(None) => format!(
+                "no integer form for this op on operands [{}]",
+                ins.iter().map(describe).collect::<Vec<_>>().join(", ")
+            ),
+            Err(PassError::Unsupported { msg, .. }) => msg,
+            Err(e) => return Err(e),
+        };
+        self.island(&d, why)
+    }
+
+    /// The integer form of node `d` with operands `ins`, if it has one.
+    fn integer_rule(&mut self, d: &fqc_ir::NodeData, ins: &[Sym]) -> Result<Option<Sym>> {
         let out_ty = self.g.ty(d.output).clone();
-        match (&d.op, ins.as_slice()) {
+        let sym = match (&d.op, ins) {
             (
                 Op::Quantize {
                     dtype,
@@ -260,19 +307,19 @@ impl State<'_> {
                     offset,
                 },
                 [x],
-            ) => self.quantize(x, *dtype, *scale, *offset),
-            (Op::Dequantize, [Sym::Int { v, dtype, scale }]) => Ok(Sym::Real {
+            ) => self.quantize(x, *dtype, *scale, *offset)?,
+            (Op::Dequantize, [Sym::Int { v, dtype, scale }]) => Sym::Real {
                 v: *v,
                 dtype: *dtype,
                 scale: *scale,
-            }),
-            (Op::Dequantize, [Sym::Const(v)]) => self.weight(*v),
+            },
+            (Op::Dequantize, [Sym::Const(v)]) => self.weight(*v)?,
             (Op::Conv { window, group }, [x, w, rest @ ..]) => {
                 let op = Op::QConv {
                     window: window.clone(),
                     group: *group,
                 };
-                self.layer(op, x, w, rest.first(), 0, Rat::ONE, Rat::ONE, &out_ty)
+                self.layer(op, x, w, rest.first(), 0, Rat::ONE, Rat::ONE, &out_ty)?
             }
             (
                 Op::Gemm {
@@ -285,30 +332,14 @@ impl State<'_> {
             ) => {
                 let (a, b) = (self.rat(alpha.get())?, self.rat(beta.get())?);
                 let axis = if *trans_b { 0 } else { 1 };
-                self.layer(
-                    Op::QGemm { trans_b: *trans_b },
-                    x,
-                    w,
-                    rest.first(),
-                    axis,
-                    a,
-                    b,
-                    &out_ty,
-                )
+                let op = Op::QGemm { trans_b: *trans_b };
+                self.layer(op, x, w, rest.first(), axis, a, b, &out_ty)?
             }
-            (Op::MatMul, [x, w]) if out_ty.shape.rank() == 2 => self.layer(
-                Op::QGemm { trans_b: false },
-                x,
-                w,
-                None,
-                1,
-                Rat::ONE,
-                Rat::ONE,
-                &out_ty,
-            ),
-            (Op::Binary(op), [a, b]) => self.binary(*op, a, b),
-            (Op::Sum, [a, b]) => self.binary(BinaryOp::Add, a, b),
-            (Op::Relu, [Sym::Acc(acc)]) => self.clip_acc(acc, Some(Rat::ZERO), None),
+            (Op::MatMul, [x, w]) if out_ty.shape.rank() == 2 => {
+                let op = Op::QGemm { trans_b: false };
+                self.layer(op, x, w, None, 1, Rat::ONE, Rat::ONE, &out_ty)?
+            }
+            (Op::Relu, [Sym::Acc(acc)]) => self.clip_acc(acc, Some(Rat::ZERO), None)?,
             (Op::Clip { min, max }, [Sym::Acc(acc)]) => {
                 let bound = |x: f32| {
                     if x.is_infinite() {
@@ -318,254 +349,49 @@ impl State<'_> {
                     }
                 };
                 let (lo, hi) = (bound(min.get())?, bound(max.get())?);
-                self.clip_acc(acc, lo, hi)
+                self.clip_acc(acc, lo, hi)?
             }
             (Op::Relu, [Sym::Real { dtype, .. }])
                 if dtype.quant_range().is_some_and(|r| r.0 >= 0) =>
             {
-                Ok(ins[0].clone())
+                ins[0].clone()
             }
             (Op::Relu, [x @ (Sym::Real { .. } | Sym::Lazy(_))]) => {
-                Ok(Sym::Lazy(Term::Relu(Box::new(self.term(x)?))))
+                Sym::Lazy(Term::Relu(Box::new(self.term(x)?)))
             }
+            (Op::Binary(op), [a, b]) => match self.binary(*op, a, b)? {
+                Some(sym) => sym,
+                None => return self.real_rule(d, ins),
+            },
+            (Op::Sum, [a, b]) => match self.binary(BinaryOp::Add, a, b)? {
+                Some(sym) => sym,
+                None => return self.real_rule(d, ins),
+            },
             (
                 Op::AveragePool {
                     window,
                     count_include_pad,
                 },
                 [x @ (Sym::Real { .. } | Sym::Lazy(_))],
-            ) => {
-                let divisor = self.avg_divisor(window, *count_include_pad, &d.inputs[0])?;
-                let pool = self.pools.len();
-                self.pools.push(window.kernel[0] * window.kernel[1]);
-                self.windows.push(window.clone());
-                Ok(Sym::Lazy(Term::AvgPool {
-                    pool,
-                    divisor,
-                    x: Box::new(self.term(x)?),
-                }))
-            }
-            (Op::GlobalAveragePool, [x @ (Sym::Real { .. } | Sym::Lazy(_))]) => {
-                let t = self.g.ty(d.inputs[0]).shape.clone();
-                let hw = match t.0.as_slice() {
-                    [_, _, Dim::Fixed(h), Dim::Fixed(w)] => h * w,
-                    _ => return Err(self.err("global pooling needs a fixed NCHW shape")),
-                };
-                self.gsum = self.gsum.max(hw);
-                Ok(Sym::Lazy(Term::Gap {
-                    divisor: hw,
-                    x: Box::new(self.term(x)?),
-                }))
-            }
-            (
-                Op::MaxPool { .. }
-                | Op::GlobalMaxPool
-                | Op::Reshape { .. }
-                | Op::Flatten { .. }
-                | Op::Transpose { .. }
-                | Op::Concat { .. },
-                [Sym::Real { dtype, scale, .. }, ..],
-            ) => {
-                let (dtype, scale) = (*dtype, *scale);
-                let mut vs = Vec::new();
-                for s in &ins {
-                    match s {
-                        Sym::Real {
-                            v,
-                            dtype: dt,
-                            scale: sc,
-                        } if *dt == dtype && *sc == scale => vs.push(*v),
-                        _ => {
-                            return Err(self
-                                .err("operands must be dequantized tensors of one type and scale"))
-                        }
-                    }
-                }
-                let v = self.emit(d.op.clone(), vs)?;
-                Ok(Sym::Real { v, dtype, scale })
-            }
-            (
-                Op::Softmax { .. }
-                | Op::Reshape { .. }
-                | Op::Flatten { .. }
-                | Op::Transpose { .. }
-                | Op::Concat { .. },
-                _,
-            ) if ins.iter().any(|s| matches!(s, Sym::Float(_) | Sym::Acc(_))) => {
-                // Trailing boundary ops: operate on the dequantized logits.
-                let mut vs = Vec::new();
-                for &v in &d.inputs {
-                    vs.push(self.float_value(v)?);
-                }
-                Ok(Sym::Float(self.emit(d.op.clone(), vs)?))
-            }
-            _ => Err(self.err(format!(
-                "no integer form for this op on operands [{}]",
-                ins.iter().map(describe).collect::<Vec<_>>().join(", ")
-            ))),
-        }
-    }
-
-    /// A value as a float after the output boundary (emitting the boundary dequantize).
-    pub fn float_value(&mut self, v: Value) -> Result<Value> {
-        if let Some(&f) = self.boundary.get(&v) {
-            return Ok(f);
-        }
-        let f = match self.sym(v) {
-            Sym::Float(f) => f,
-            Sym::Real { v: q, .. } => self.emit(Op::Dequantize, vec![q])?,
-            Sym::Acc(acc) => self.dequantize_acc(&acc)?,
-            other => {
-                return Err(self.err(format!(
-                    "{} cannot become an output value",
-                    describe(&other)
-                )))
-            }
-        };
-        self.boundary.insert(v, f);
-        Ok(f)
-    }
-
-    fn weight(&mut self, v: Value) -> Result<Sym> {
-        let ty = self.g.ty(v).clone();
-        if !ty.dtype.is_low_bit() || self.g.const_tensor(v).is_none() {
-            return Err(self.err("dequantize of a constant needs low-bit integer data"));
-        }
-        match ty.scale {
-            Some(Scale::Tensor(s)) => Ok(Sym::Weight {
-                v,
-                scales: vec![self.rat(s.get())?],
-                axis: None,
-            }),
-            Some(Scale::Channel { axis, scales }) => {
-                let (_, s) = self.const_f32(scales)?;
-                let scales = s.iter().map(|&x| self.rat(x)).collect::<Result<Vec<_>>>()?;
-                Ok(Sym::Weight {
-                    v,
-                    scales,
-                    axis: Some(axis),
-                })
-            }
-            None => Err(self.err("dequantized constant has no scale")),
-        }
-    }
-
-    /// `qconv` / `qgemm` of a dequantized activation with dequantized weights; `axis` is
-    /// the weights' output-channel axis, `alpha`/`beta` gemm's factors.
-    #[allow(clippy::too_many_arguments)]
-    fn layer(
-        &mut self,
-        op: Op,
-        x: &Sym,
-        w: &Sym,
-        bias: Option<&Sym>,
-        axis: usize,
-        alpha: Rat,
-        beta: Rat,
-        out: &TensorType,
-    ) -> Result<Sym> {
-        let (
-            Sym::Real {
-                v: xv, scale: sx, ..
-            },
-            Sym::Weight {
-                v: wv,
-                scales,
-                axis: waxis,
-            },
-        ) = (x, w)
-        else {
-            return Err(self.err(format!(
-                "needs a dequantized activation and dequantized integer weights, got {} and {}",
-                describe(x),
-                describe(w)
-            )));
-        };
-        let c = match out.shape.0.get(1).and_then(|d| d.fixed()) {
-            Some(c) => c as usize,
-            None => return Err(self.err("output needs a fixed channel axis 1")),
-        };
-        if waxis.is_some_and(|a| a != axis) || (waxis.is_some() && scales.len() != c) {
-            return Err(self.err(format!(
-                "weight scales must be per tensor or per output channel (axis {axis})"
-            )));
-        }
-        let sx = self.rat(sx.get())?;
-        let mut a = Vec::with_capacity(c);
-        for ch in 0..c {
-            let sw = scales[if waxis.is_some() { ch } else { 0 }];
-            a.push(
-                sx.checked_mul(sw)
-                    .and_then(|p| p.checked_mul(alpha))
-                    .ok_or_else(|| self.err("scale product overflows"))?,
-            );
-        }
-        let b = match bias {
-            None => vec![Rat::ZERO; c],
-            Some(Sym::Const(bv)) => {
-                // Conv's bias is one value per output channel; gemm's C broadcasts.
-                let per = if matches!(op, Op::QConv { .. }) {
-                    self.per_channel(*bv, 2, c)?
-                } else {
-                    self.per_channel(*bv, out.shape.rank(), c)?
-                };
-                per.iter()
-                    .map(|r| {
-                        r.checked_mul(beta)
-                            .ok_or_else(|| self.err("bias overflows"))
+            ) => match self.avg_divisor(window, *count_include_pad, &d.inputs[0])? {
+                Some(divisor) => {
+                    let pool = self.pools.len();
+                    self.pools.push(window.kernel[0] * window.kernel[1]);
+                    self.windows.push(window.clone());
+                    Sym::Lazy(Term::AvgPool {
+                        pool,
+                        divisor,
+                        x: Box::new(self.term(x)?),
                     })
-                    .collect::<Result<_>>()?
-            }
-            Some(other) => {
-                return Err(self.err(format!(
-                    "bias must be a float constant, got {}",
-                    describe(other)
-                )))
-            }
-        };
-        let v = self.emit(op, vec![*xv, *wv])?;
-        Ok(Sym::Acc(Box::new(Acc::new(v, a, b))))
-    }
-
-    fn binary(&mut self, op: BinaryOp, a: &Sym, b: &Sym) -> Result<Sym> {
-        match (op, a, b) {
-            (_, Sym::Input { x, offset, div }, Sym::Const(c)) => {
-                let (_, cv) = self.const_f32(*c)?;
-                let [k] = cv[..] else {
-                    return Err(self.err("input normalisation must use a scalar constant"));
-                };
-                let k = f64::from(k);
-                let (offset, div) = match op {
-                    BinaryOp::Sub => (offset + k * div, *div),
-                    BinaryOp::Add => (offset - k * div, *div),
-                    BinaryOp::Div => (*offset, div * k),
-                    BinaryOp::Mul => (*offset, div / k),
-                    BinaryOp::Min | BinaryOp::Max | BinaryOp::Pow => {
-                        return Err(self.err("input normalisation is an affine map"))
-                    }
-                };
-                if !(div.is_finite() && div > 0.0 && offset.is_finite()) {
-                    return Err(self.err("input normalisation must keep a positive finite scale"));
                 }
-                Ok(Sym::Input { x: *x, offset, div })
+                None => return self.real_rule(d, ins),
+            },
+            (Op::GlobalAveragePool, [x @ (Sym::Real { .. } | Sym::Lazy(_))]) => {
+                self.gap(d.inputs[0], x, false)?
             }
-            (_, Sym::Acc(acc), Sym::Const(c)) => self.affine(op, acc, *c, false),
-            (BinaryOp::Add | BinaryOp::Mul | BinaryOp::Sub, Sym::Const(c), Sym::Acc(acc)) => {
-                self.affine(op, acc, *c, true)
-            }
-            (BinaryOp::Add, Sym::Real { .. } | Sym::Lazy(_), Sym::Real { .. } | Sym::Lazy(_)) => {
-                Ok(Sym::Lazy(Term::Add(
-                    Box::new(self.term(a)?),
-                    Box::new(self.term(b)?),
-                )))
-            }
-            _ => Err(self.err(format!(
-                "no integer form of {} on {} and {}",
-                op.name(),
-                describe(a),
-                describe(b)
-            ))),
-        }
+            _ => return self.real_rule(d, ins),
+        };
+        Ok(Some(sym))
     }
 }
 
@@ -579,6 +405,8 @@ pub(crate) fn describe(s: &Sym) -> String {
         Sym::Const(_) => "a float constant".into(),
         Sym::Acc(_) => "an accumulator (conv/gemm output)".into(),
         Sym::Lazy(_) => "a float join/pool".into(),
-        Sym::Float(_) => "a float value after the output boundary".into(),
+        Sym::Map(_) => "an element-wise function of a dequantized tensor".into(),
+        Sym::Parts(_) => "a concat of dequantized tensors at different scales".into(),
+        Sym::Float(_) => "a float value".into(),
     }
 }

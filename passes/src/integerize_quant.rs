@@ -12,9 +12,11 @@
 //! * At the output boundary, an accumulator becomes `dequantize(acc, scale = A, bias =
 //!   B)` (each rounded to f32 once): the logits are the only float values.
 //!
-//! Average pooling is accepted only where its divisor is the same at every position
-//! (`count_include_pad`, or no pads; no ceil-mode window overflowing the input), since
-//! the divisor is folded into one factor of the thresholds.
+//! * Of an element-wise map or a concat of parts: a table (`integerize_table`).
+//!
+//! Average pooling reaches the e-graph only where its divisor is the same at every
+//! position (the divisor is folded into one factor of the thresholds); the others are
+//! rewritten with per-position factors (`integerize_ints`).
 
 use fqc_ir::{DType, Op, TensorData, Value, F32};
 
@@ -44,34 +46,6 @@ impl State<'_> {
             }
             other => Err(self.err(format!("{} cannot be joined or pooled", describe(other)))),
         }
-    }
-
-    pub(crate) fn avg_divisor(
-        &self,
-        w: &fqc_ir::Window,
-        include_pad: bool,
-        x: &Value,
-    ) -> Result<u64> {
-        let padded = w.pads.iter().any(|&p| p > 0);
-        if padded && !include_pad {
-            return Err(self.err(
-                "average pooling with count_include_pad=0 and pads: the divisor varies by position",
-            ));
-        }
-        if w.ceil_mode {
-            let shape = &self.g.ty(*x).shape;
-            let floor = fqc_ir::Window {
-                ceil_mode: false,
-                ..w.clone()
-            };
-            for axis in 0..2 {
-                let n = shape.0.get(2 + axis).and_then(|d| d.fixed()).unwrap_or(0);
-                if w.output_extent(axis, n) != floor.output_extent(axis, n) {
-                    return Err(self.err("average pooling whose ceil-mode windows overflow the input: the divisor varies by position"));
-                }
-            }
-        }
-        Ok(w.kernel[0] * w.kernel[1])
     }
 
     pub(crate) fn quantize(
@@ -156,6 +130,8 @@ impl State<'_> {
                 }
                 self.requantize_acc(&acc, dtype, scale, Rat::ZERO)
             }
+            Sym::Map(m) => self.quantize_map(m, dtype, scale, offset),
+            Sym::Parts(p) => self.quantize_parts(p, dtype, scale, offset),
             other => Err(self.err(format!("cannot quantize {}", describe(other)))),
         }
     }

@@ -21,10 +21,12 @@
 
 use std::collections::HashSet;
 
-use fqc_ir::{BinaryOp, DType, Graph, Op, Scale, TensorType, Value, ValueDef, F32};
+use fqc_ir::op::{PadMode, ReduceKind, ResizeMode};
+use fqc_ir::{BinaryOp, DType, Graph, Op, OpClass, Scale, TensorType, Value, ValueDef, F32};
 
 use crate::context::{PassContext, Range};
 use crate::edit::{producer, reschedule, users, value_label};
+use crate::regions::Regions;
 use crate::{Pass, PassError, Result};
 
 const NAME: &str = "quantize-activations";
@@ -33,20 +35,23 @@ const NAME: &str = "quantize-activations";
 #[derive(Debug, Default, Clone, Copy)]
 pub struct QuantizeActivations;
 
+/// Ops whose result is a new real value (not a rearrangement of its operand's levels):
+/// their results are candidate points. Layout ops, max pooling, max/min reductions and
+/// nearest-neighbour resizing carry their operand's levels and scale, so they need none;
+/// concat is a point because its operands may come at different scales.
 fn is_compute(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Conv { .. }
-            | Op::Gemm { .. }
-            | Op::MatMul
-            | Op::Binary(_)
-            | Op::Sum
-            | Op::AveragePool { .. }
-            | Op::GlobalAveragePool
-            | Op::Relu
-            | Op::Clip { .. }
-            | Op::BatchNorm { .. }
-    )
+    match op {
+        Op::Reduce {
+            kind: ReduceKind::Max | ReduceKind::Min,
+            ..
+        } => false,
+        Op::Resize {
+            mode: ResizeMode::Nearest,
+            ..
+        } => false,
+        Op::Concat { .. } => true,
+        _ => op.class() == OpClass::Float,
+    }
 }
 
 /// The end of the input-normalisation chain starting at graph input `x`, and the chain's
@@ -76,6 +81,7 @@ fn normalisation_chain(g: &Graph, uses: &[Vec<fqc_ir::Node>], x: Value) -> (Valu
 /// Activation points with whether each stands for a graph input (see the module docs).
 pub(crate) fn classified_points(g: &Graph) -> Vec<(Value, bool)> {
     let uses = users(g);
+    let regions = Regions::of(g);
     let mut points = Vec::new();
     let mut skip = HashSet::new();
     let is_f32 = |v: Value| g.ty(v).dtype == DType::F32;
@@ -87,15 +93,32 @@ pub(crate) fn classified_points(g: &Graph) -> Vec<(Value, bool)> {
             skip.insert(end);
         }
     }
+    let candidate = |v: Value| {
+        !g.outputs().contains(&v)
+            && is_f32(v)
+            && !uses[v.index()].is_empty()
+            && !only_output_tail(g, &uses, v, 0)
+    };
+    // Table regions whose result is quantized somewhere need their root quantized.
+    let mut root_needed = vec![false; g.num_values()];
     for (_, node) in g.nodes() {
         let v = node.output;
-        if skip.contains(&v) || !is_compute(&node.op) || g.outputs().contains(&v) || !is_f32(v) {
+        if let Some(r) = regions.member_root[v.index()] {
+            if regions.table_root[r.index()] && regions.exits[v.index()] && candidate(v) {
+                root_needed[r.index()] = true;
+            }
+        }
+    }
+    for (_, node) in g.nodes() {
+        let v = node.output;
+        if skip.contains(&v) || !candidate(v) {
             continue;
         }
-        let feeds_other = uses[v.index()]
-            .iter()
-            .any(|&u| !matches!(g.node(u).op, Op::Relu | Op::Clip { .. }));
-        if feeds_other && !only_output_tail(g, &uses, v, 0) {
+        let wanted = match regions.member_root[v.index()] {
+            Some(_) => regions.exits[v.index()],
+            None => is_compute(&node.op) && (regions.exits[v.index()] || root_needed[v.index()]),
+        };
+        if wanted {
             points.push((v, false));
         }
     }
@@ -116,7 +139,11 @@ fn only_output_tail(g: &Graph, uses: &[Vec<fqc_ir::Node>], v: Value, depth: usiz
             let node = g.node(u);
             matches!(
                 node.op,
-                Op::Softmax { .. } | Op::Reshape { .. } | Op::Flatten { .. } | Op::Transpose { .. }
+                Op::Softmax { .. }
+                    | Op::Unary(_)
+                    | Op::Reshape { .. }
+                    | Op::Flatten { .. }
+                    | Op::Transpose { .. }
             ) && only_output_tail(g, uses, node.output, depth + 1)
         })
 }
@@ -230,6 +257,51 @@ impl Pass for QuantizeActivations {
                 }
             }
         }
+        snap_pad_values(g);
         reschedule(g, NAME, &HashSet::new())
+    }
+}
+
+/// A constant `pad` of a quantized tensor fills with the value's nearest level, so that
+/// the fake-quant graph pads exactly with what the integer graph can: the quantizer
+/// applied to the pad value (a no-op for the usual 0, which is always a level).
+fn snap_pad_values(g: &mut Graph) {
+    let mut edits = Vec::new();
+    for (n, node) in g.nodes() {
+        let Op::Pad {
+            mode: PadMode::Constant,
+            value,
+            ..
+        } = node.op
+        else {
+            continue;
+        };
+        let quantizer = producer(g, node.inputs[0])
+            .filter(|&d| matches!(g.node(d).op, Op::Dequantize))
+            .and_then(|d| producer(g, g.node(d).inputs[0]))
+            .map(|q| g.node(q).op.clone());
+        if let Some(Op::Quantize {
+            dtype,
+            scale,
+            offset,
+        }) = quantizer
+        {
+            let Some((qmin, qmax)) = dtype.quant_range() else {
+                continue;
+            };
+            if offset.get() != 0.0 {
+                continue;
+            }
+            let level = fqc_ir::scalar::quantize_level(value.get(), scale.get(), 0.0, qmin, qmax);
+            let snapped = level as f32 * scale.get();
+            if snapped != value.get() {
+                edits.push((n, snapped));
+            }
+        }
+    }
+    for (n, snapped) in edits {
+        if let Op::Pad { value, .. } = &mut g.node_mut(n).op {
+            *value = F32(snapped);
+        }
     }
 }

@@ -405,7 +405,7 @@ fn residual_pooling_block_becomes_integer_only() {
 }
 
 #[test]
-fn float_op_that_cannot_be_integerized_is_refused() {
+fn float_op_without_an_integer_form_is_a_float_island() {
     // An LRN between two quantizers has no integer form.
     let (mut g, logits) = chain(3, false, false);
     let lrn_in = g.nodes().find(|(_, n)| n.name == "q1_dq").unwrap().1.output;
@@ -436,37 +436,42 @@ fn float_op_that_cannot_be_integerized_is_refused() {
     g.set_order(order);
     g.set_outputs(vec![logits]);
     fqc_ir::verify(&g).unwrap();
-    match integerize(&mut g, &mut PassContext::default()) {
-        Err(PassError::Unsupported { node, op, .. }) => {
-            assert_eq!((node.as_str(), op), ("lrn", "lrn"))
+    // By default the LRN stays a float island between two quantizers, and the report
+    // says so, naming it.
+    let mut kept = g.clone();
+    let mut cx = PassContext::default();
+    integerize(&mut kept, &mut cx).unwrap_or_else(|e| panic!("{e}"));
+    fqc_ir::verify(&kept).unwrap();
+    let r = integer_only_report(&kept);
+    assert!(!r.is_integer_only());
+    assert_eq!(r.islands.len(), 1, "{r}");
+    assert!(r.islands[0].contains(&"lrn".to_string()), "{r}");
+    assert!(
+        r.verdict().starts_with("no (1 float island: "),
+        "{}",
+        r.verdict()
+    );
+    assert!(
+        cx.notes.iter().any(|n| n.contains("float island at `lrn`")),
+        "{:?}",
+        cx.notes
+    );
+    // The island computes what the fake-quant graph computes.
+    let input = random_input(&g, 5, 2);
+    let fq = fqc_ir::run(&g, std::slice::from_ref(&input)).unwrap();
+    let iq = fqc_ir::run(&kept, std::slice::from_ref(&input)).unwrap();
+    for (x, y) in fq[0].as_f32().unwrap().iter().zip(iq[0].as_f32().unwrap()) {
+        assert!((x - y).abs() <= 1e-4 * x.abs().max(1.0), "{x} vs {y}");
+    }
+    // Under `require_integer_only` it is an error that names the LRN.
+    let mut cx = PassContext::default();
+    cx.config.require_integer_only = true;
+    match integerize(&mut g, &mut cx) {
+        Err(PassError::Unsupported { node, op, msg, .. }) => {
+            assert_eq!((node.as_str(), op), ("lrn", "lrn"));
+            assert!(msg.contains("float island"), "{msg}");
         }
         other => panic!("expected Unsupported for the LRN, got {other:?}"),
-    }
-    // An average pool whose divisor varies by position is refused, naming it.
-    let mut b = B::new(5);
-    let x = b.input(1, 4);
-    let d = b.qdq(x, U4, 0.1, "q0");
-    let ap = b.node(
-        Op::AveragePool {
-            window: window(3, 1, 1),
-            count_include_pad: false,
-        },
-        vec![d],
-        "avg",
-    );
-    let q = b.node(
-        Op::Quantize {
-            dtype: U4,
-            scale: F32(0.1),
-            offset: F32(0.0),
-        },
-        vec![ap],
-        "q1",
-    );
-    b.g.set_outputs(vec![q]);
-    match integerize(&mut b.g, &mut PassContext::default()) {
-        Err(PassError::Unsupported { node, .. }) => assert_eq!(node, "avg"),
-        other => panic!("expected Unsupported for the pool, got {other:?}"),
     }
     // And the report flags a float op left between the boundaries.
     let (mut g, logits) = chain(3, false, false);
@@ -613,4 +618,116 @@ proptest! {
         let elements = compare(&g, &random_input(&g, seed ^ 0x9e37, 4));
         prop_assert!(elements > 0, "no activation was compared");
     }
+}
+
+/// A MobileNetV3-style block: hard-swish spelled out as `x·clip(x+3,0,6)/6`, an average
+/// pool that excludes padding, a squeeze-and-excitation gate (hard-sigmoid, product of
+/// two quantized tensors), a concat of branches at different scales, a final gemm.
+fn modern_block(seed: u64) -> (Graph, Value) {
+    let mut b = B::new(seed);
+    let x = b.input(2, 6);
+    let d0 = {
+        let s = b.rng.range(0.005, 0.01);
+        b.qdq(x, DType::U8, s, "q0")
+    };
+    let wa = b.weights(DType::I8, vec![4, 2, 3, 3], 0);
+    let ba = b.bias(4);
+    let ca = b.conv(d0, wa, ba, 3, 1, "conv_a");
+    let da = {
+        let s = b.rng.range(0.03, 0.05);
+        b.qdq(ca, DType::I8, s, "qa")
+    };
+    let three = b.fconst(vec![], vec![3.0]);
+    let six = b.fconst(vec![], vec![6.0]);
+    let shifted = b.node(Op::Binary(BinaryOp::Add), vec![da, three], "hs_add");
+    let clipped = b.node(
+        Op::Clip {
+            min: F32(0.0),
+            max: F32(6.0),
+        },
+        vec![shifted],
+        "hs_clip",
+    );
+    let prod = b.node(Op::Binary(BinaryOp::Mul), vec![da, clipped], "hs_mul");
+    let hs = b.node(Op::Binary(BinaryOp::Div), vec![prod, six], "hs_div");
+    let dh = {
+        let s = b.rng.range(0.02, 0.04);
+        b.qdq(hs, DType::I8, s, "qh")
+    };
+    let pool = b.node(
+        Op::AveragePool {
+            window: window(3, 1, 1),
+            count_include_pad: false,
+        },
+        vec![dh],
+        "avg_exclude_pad",
+    );
+    let dp = {
+        let s = b.rng.range(0.02, 0.03);
+        b.qdq(pool, DType::I8, s, "qp")
+    };
+    let gap = b.node(Op::GlobalAveragePool, vec![dp], "se_gap");
+    let dg = {
+        let s = b.rng.range(0.01, 0.02);
+        b.qdq(gap, DType::I8, s, "qg")
+    };
+    let ws = b.weights(DType::I8, vec![4, 4, 1, 1], 0);
+    let bs = b.bias(4);
+    let cs = b.conv(dg, ws, bs, 1, 0, "se_conv");
+    let ds = {
+        let s = b.rng.range(0.03, 0.06);
+        b.qdq(cs, DType::I8, s, "qs")
+    };
+    let hsig = b.node(
+        Op::Unary(fqc_ir::UnaryOp::HardSigmoid {
+            alpha: F32(0.2),
+            beta: F32(0.5),
+        }),
+        vec![ds],
+        "se_hsig",
+    );
+    let dsig = b.qdq(hsig, DType::U8, 1.0 / 255.0, "qsig");
+    let gated = b.node(Op::Binary(BinaryOp::Mul), vec![dp, dsig], "se_mul");
+    let dm = {
+        let s = b.rng.range(0.01, 0.02);
+        b.qdq(gated, DType::I8, s, "qm")
+    };
+    let cat = b.node(Op::Concat { axis: 1 }, vec![dm, dh], "concat");
+    let dc = {
+        let s = b.rng.range(0.02, 0.04);
+        b.qdq(cat, DType::I8, s, "qc")
+    };
+    let f = b.node(Op::Flatten { axis: 1 }, vec![dc], "flatten");
+    let w3 = b.weights(DType::I8, vec![5, 8 * 36], 0);
+    let b3 = b.bias(5);
+    let gemm = Op::Gemm {
+        alpha: F32(1.0),
+        beta: F32(1.0),
+        trans_a: false,
+        trans_b: true,
+    };
+    let logits = b.node(gemm, vec![f, w3, b3], "fc");
+    (b.g, logits)
+}
+
+#[test]
+fn modern_block_becomes_integer_only_and_exact() {
+    for seed in [1, 2, 3] {
+        let (mut g, logits) = modern_block(seed);
+        expose_quantizers(&mut g, logits);
+        fqc_ir::verify(&g).unwrap();
+        let n = compare(&g, &random_input(&g, seed + 10, 3));
+        assert!(n > 0);
+    }
+    let (mut g, logits) = modern_block(1);
+    g.set_outputs(vec![logits]);
+    integerize(&mut g, &mut PassContext::default()).unwrap();
+    let ops: Vec<&str> = g.nodes().map(|(_, n)| n.op.name()).collect();
+    // The hard-swish is one table; the hard-sigmoid (monotone) folds into the gate
+    // conv's requantize; the gate product is a qmul; the exclude-pad pool a sumpool
+    // times per-position factors; the concat rescales one branch.
+    for want in ["table", "qmul", "sumpool", "concat", "requantize"] {
+        assert!(ops.contains(&want), "{want} missing in {ops:?}");
+    }
+    assert!(!ops.contains(&"hard_sigmoid"), "{ops:?}");
 }

@@ -210,7 +210,14 @@ fn dynamic_weight_is_unsupported() {
     assert!(err.to_string().contains("`fc` (gemm)"), "{err}");
 }
 
-/// `x → mul(2) → clip(0, hi) → mul(3) → out`, calibrated on `batches`.
+/// `k·I` as a 4×4 constant: a layer after the clip (an element-wise `mul` would join
+/// the clip's element-wise region and leave no quantizer between them).
+fn diagonal(g: &mut Graph, k: f32) -> Value {
+    let data = (0..16).map(|i| if i % 5 == 0 { k } else { 0.0 }).collect();
+    konst(g, &[4, 4], data)
+}
+
+/// `x → mul(2) → clip(0, hi) → matmul(3·I) → out`, calibrated on `batches`.
 fn clip_graph(hi: f32) -> Graph {
     let mut g = Graph::new("t");
     let x = g.add_input("x", batched(&[4]));
@@ -232,14 +239,8 @@ fn clip_graph(hi: f32) -> Graph {
         "clip",
         None,
     );
-    let three = konst(&mut g, &[], vec![3.0]);
-    let y = g.add_node(
-        Op::Binary(BinaryOp::Mul),
-        vec![c, three],
-        batched(&[4]),
-        "out",
-        None,
-    );
+    let three = diagonal(&mut g, 3.0);
+    let y = g.add_node(Op::MatMul, vec![c, three], batched(&[4]), "out", None);
     g.set_outputs(vec![y]);
     g
 }
@@ -320,13 +321,8 @@ fn clip_below_the_quantizer_top_is_kept_with_a_note() {
         None,
     );
     let r = g.add_node(Op::Relu, vec![a], batched(&[4]), "relu", None);
-    let y = g.add_node(
-        Op::Binary(BinaryOp::Mul),
-        vec![r, two],
-        batched(&[4]),
-        "out",
-        None,
-    );
+    let two_i = diagonal(&mut g, 2.0);
+    let y = g.add_node(Op::MatMul, vec![r, two_i], batched(&[4]), "out", None);
     g.set_outputs(vec![y]);
     let mut cx = PassContext::default();
     for v in fqc_passes::quantize_activations::activation_points(&g) {

@@ -12,9 +12,10 @@
 //! `models_vs_ort.rs` against `testsuite/skips.txt` and only counted here.
 //!
 //! Models the passes or the JIT refuse are named in [`EXPECTED_REFUSALS`] with (a piece
-//! of) the error they give, so a change in refusal status — a model starting to work,
-//! or a new refusal — fails the test, as `testsuite/skips.txt` does for conformance.
-//! A mismatch or a panic is never an expected refusal.
+//! of) the error they give, and models compiled with float islands in
+//! [`EXPECTED_ISLANDS`] with an op of the island, so a change in status — a model
+//! starting to work, a new refusal or island — fails the test, as `testsuite/skips.txt`
+//! does for conformance. A mismatch or a panic is never expected.
 //!
 //! Wall time (about 1-2 min at the test profile on 2 vCPU, more on a loaded machine):
 //! the float interpreter calibrates (2 items for models over 50 M MACs or 200 k inputs)
@@ -22,8 +23,7 @@
 //! per batch item (resnet50 at 4.1 G and vgg19 at 19.6 G, light and lightrand) are not
 //! run: they are printed as not run, as is `pt_MaxPool2d_stride_padding_dilation`
 //! (1000×1000 input, over [`MAX_ITEM`]). `FQC_JIT_VS_INTERP_MAX_MACS=N` changes the cap (e.g.
-//! `100000000000` for all of them, minutes each). The other 224×224 networks are refused
-//! by `integerize` within seconds of calibration.
+//! `100000000000` for all of them, minutes each).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -51,128 +51,22 @@ const BIG_ITEM: usize = 200_000;
 
 /// `(model or model/precision, piece of the error)`: every refusal the test expects.
 /// An entry without `/precision` covers both precisions and requires both to refuse.
-const EXPECTED_REFUSALS: &[(&str, &str)] = &[
-    // The JIT has no lowering for these ops (the passes leave them in the integer graph).
-    (
-        "ft_softmax_opset11",
-        "jit: node `/Softmax_2/softmax` (softmax): not supported by the JIT",
-    ),
-    (
-        "pt_PixelShuffle",
-        "jit: node `Transpose_2` (transpose): not supported by the JIT",
-    ),
-    // integerize: average pool whose divisor varies with position (pads, count_include_pad=0).
-    (
-        "light_shufflenet",
-        "(avgpool): average pooling with count_include_pad=0 and pads",
-    ),
-    (
-        "lightrand_shufflenet",
-        "(avgpool): average pooling with count_include_pad=0 and pads",
-    ),
-    // integerize: concat of operands quantized at different scales.
-    (
-        "light_squeezenet",
-        "(concat): operands must be dequantized tensors of one type and scale",
-    ),
-    (
-        "lightrand_squeezenet",
-        "(concat): operands must be dequantized tensors of one type and scale",
-    ),
-    // integerize: no conv/gemm layer, so a float op (pool, relu, BN, softmax) would have
-    // to be an integer output, or has no integer form.
-    (
-        "pt_AvgPool1d",
-        "(reshape): no integer form for this op on operands [a float join/pool]",
-    ),
-    (
-        "pt_AvgPool1d_stride",
-        "(reshape): no integer form for this op on operands [a float join/pool]",
-    ),
-    (
-        "pt_AvgPool2d",
-        "(avgpool): a float join/pool cannot become an output value",
-    ),
-    (
-        "pt_AvgPool2d_stride",
-        "(avgpool): a float join/pool cannot become an output value",
-    ),
-    (
-        "pt_ReLU",
-        "(relu): a float join/pool cannot become an output value",
-    ),
-    (
-        "pt_BatchNorm1d_3d_input_eval",
-        "(mul): no integer form of mul on a dequantized i8 tensor and a float constant",
-    ),
-    (
-        "pt_BatchNorm2d_eval",
-        "(mul): no integer form of mul on a dequantized i8 tensor and a float constant",
-    ),
-    (
-        "pt_BatchNorm2d_momentum_eval",
-        "(mul): no integer form of mul on a dequantized i8 tensor and a float constant",
-    ),
-    (
-        "pt_BatchNorm3d_eval",
-        "(mul): no integer form of mul on a dequantized i8 tensor and a float constant",
-    ),
-    (
-        "pt_BatchNorm3d_momentum_eval",
-        "(mul): no integer form of mul on a dequantized i8 tensor and a float constant",
-    ),
-    (
-        "pt_Softmax",
-        "(softmax): no integer form for this op on operands [a dequantized i8 tensor]",
-    ),
-    (
-        "pt_softmax_functional_dim3",
-        "(softmax): no integer form for this op on operands [a dequantized i8 tensor]",
-    ),
-    (
-        "pt_softmax_lastdim",
-        "(softmax): no integer form for this op on operands [a dequantized i8 tensor]",
-    ),
-    // integerize: LRN has no integer form (alexnet, zfnet, inception v1).
-    (
-        "light_bvlc_alexnet",
-        "(lrn): no integer form for this op on operands [a dequantized",
-    ),
-    (
-        "light_zfnet512",
-        "(lrn): no integer form for this op on operands [a dequantized",
-    ),
-    (
-        "light_inception_v1",
-        "(lrn): no integer form for this op on operands [a dequantized",
-    ),
-    (
-        "lightrand_inception_v1",
-        "(lrn): no integer form for this op on operands [a dequantized",
-    ),
-    // integerize: a float `mul` by a constant (an unfolded scale) on a quantized tensor
-    // has no integer form (densenet121, inception v2).
-    (
-        "light_densenet121",
-        "(mul): no integer form of mul on a dequantized",
-    ),
-    (
-        "lightrand_densenet121",
-        "(mul): no integer form of mul on a dequantized",
-    ),
-    (
-        "light_inception_v2",
-        "(mul): no integer form of mul on a dequantized",
-    ),
-    (
-        "lightrand_inception_v2",
-        "(mul): no integer form of mul on a dequantized",
-    ),
-    // integerize: MatMul without bias keeps a float constant weight (not quantized).
-    (
-        "pt_Linear_no_bias",
-        "(matmul): needs a dequantized activation and dequantized integer weights",
-    ),
+/// Since the JIT runs every op the interpreter runs and `integerize` keeps float islands
+/// instead of failing, nothing the passes accept is refused.
+const EXPECTED_REFUSALS: &[(&str, &str)] = &[];
+
+/// `(model or model/precision, op)`: every model compiled with float islands, by an op
+/// of the island (the ops without an exact integer form). Same matching as
+/// [`EXPECTED_REFUSALS`]; JIT ≡ interpreter is checked for them all the same.
+const EXPECTED_ISLANDS: &[(&str, &str)] = &[
+    // Local response normalisation (alexnet, zfnet, inception v1) has no integer form.
+    ("light_bvlc_alexnet", "lrn"),
+    ("light_zfnet512", "lrn"),
+    ("light_inception_v1", "lrn"),
+    ("lightrand_inception_v1", "lrn"),
+    // PoissonNLLLoss: a `mul` by a constant that varies along non-channel axes (no
+    // per-channel table holds it).
+    ("pt_PoissonNLLLLoss_no_reduce", "mul"),
 ];
 
 /// A small deterministic generator (splitmix64) for standard-normal inputs.
@@ -231,7 +125,8 @@ fn float_macs(g: &Graph) -> u64 {
 /// What happened to one model at one precision.
 #[derive(Debug)]
 enum Outcome {
-    Same,
+    /// JIT ≡ interpreter; with the ops of its float islands, if it has any.
+    Same(Option<String>),
     /// The passes or the JIT refused (an error, not a panic).
     Refused(String),
     /// Output mismatch or panic: never acceptable.
@@ -275,9 +170,11 @@ fn check(float: &Graph, feed: &Feed, weights: WeightBits, act_bits: u8, seed: u6
         Err(f) if f.class == Class::Panic => return Outcome::Broken(format!("passes: {}", f.msg)),
         Err(f) => return Outcome::Refused(f.msg),
     };
-    if !fqc_passes::is_integer_only(&g) {
-        return Outcome::Refused("passes: result is not integer-only".into());
-    }
+    let report = fqc_passes::integer_only_report(&g);
+    let islands = (!report.is_integer_only()).then(|| {
+        let ops: BTreeSet<&str> = report.float_ops.iter().map(|(_, op, _)| *op).collect();
+        ops.into_iter().collect::<Vec<_>>().join(", ")
+    });
     let jit = match catch(|| {
         fqc_codegen::compile(&g).map_err(|e| Failure::new(Class::RunError, format!("jit: {e}")))
     }) {
@@ -316,7 +213,7 @@ fn check(float: &Graph, feed: &Feed, weights: WeightBits, act_bits: u8, seed: u6
             return Outcome::Broken(f.msg);
         }
     }
-    Outcome::Same
+    Outcome::Same(islands)
 }
 
 #[test]
@@ -337,6 +234,8 @@ fn jit_matches_interpreter_on_every_testsuite_model() {
     ];
     // model -> precision -> refusal
     let mut refused: BTreeMap<String, BTreeMap<&str, String>> = BTreeMap::new();
+    // model -> precision -> ops of its float islands
+    let mut islands: BTreeMap<String, BTreeMap<&str, String>> = BTreeMap::new();
     let mut broken = Vec::new();
     let import_skips = fqc_testsuite::skips("model");
     let mut not_imported = Vec::new();
@@ -427,7 +326,11 @@ fn jit_matches_interpreter_on_every_testsuite_model() {
         let mut line = Vec::new();
         for (p, w, a) in precisions {
             match check(&float, &feed, w, a, 1000 + k as u64) {
-                Outcome::Same => line.push(format!("{p}: same")),
+                Outcome::Same(None) => line.push(format!("{p}: same")),
+                Outcome::Same(Some(ops)) => {
+                    line.push(format!("{p}: same (float islands: {ops})"));
+                    islands.entry(name.clone()).or_default().insert(p, ops);
+                }
                 Outcome::Refused(e) => {
                     line.push(format!("{p}: refused"));
                     refused.entry(name.clone()).or_default().insert(p, e);
@@ -438,7 +341,7 @@ fn jit_matches_interpreter_on_every_testsuite_model() {
                 }
             }
         }
-        if line.iter().all(|l| l.ends_with("same")) {
+        if line.iter().all(|l| l.contains(": same")) {
             same.push(name.clone());
         }
         println!(
@@ -449,44 +352,20 @@ fn jit_matches_interpreter_on_every_testsuite_model() {
         );
     }
 
-    // Refusals against the expected list.
+    // Refusals and float islands against the expected lists.
     let mut failures = broken;
-    let mut used = BTreeSet::new();
-    for (name, per) in &refused {
-        for (p, why) in per {
-            let both = per.len() == precisions.len();
-            let key_p = format!("{name}/{p}");
-            let hit = EXPECTED_REFUSALS
-                .iter()
-                .find(|(k, _)| *k == key_p || (*k == name && both));
-            match hit {
-                Some((k, piece)) if why.contains(piece) => {
-                    used.insert(*k);
-                }
-                Some((k, piece)) => {
-                    used.insert(*k);
-                    failures.push(format!(
-                        "{key_p}: refused with `{why}`, expected a refusal containing `{piece}` (entry `{k}`)"
-                    ));
-                }
-                None => failures.push(format!(
-                    "{key_p}: refused, not in EXPECTED_REFUSALS: (\"{}\", \"{}\")",
-                    if both { name.as_str() } else { key_p.as_str() },
-                    why.replace('"', "'")
-                )),
-            }
-        }
-    }
-    for (k, _) in EXPECTED_REFUSALS {
-        if !used.contains(k) {
-            failures.push(format!(
-                "`{k}` is in EXPECTED_REFUSALS but no longer refused (or not run): remove it"
-            ));
-        }
-    }
+    let nprec = precisions.len();
+    failures.extend(unexpected("refused", &refused, EXPECTED_REFUSALS, nprec));
+    failures.extend(unexpected(
+        "float islands",
+        &islands,
+        EXPECTED_ISLANDS,
+        nprec,
+    ));
     println!(
-        "jit_vs_interp: {} models identical at both precisions, {} with refusals, {} not imported (skips.txt), {} not run (over the {} MACs/item or {} inputs/item caps: {})",
+        "jit_vs_interp: {} models identical at both precisions ({} of them with float islands), {} with refusals, {} not imported (skips.txt), {} not run (over the {} MACs/item or {} inputs/item caps: {})",
         same.len(),
+        islands.len(),
         refused.len(),
         not_imported.len(),
         too_big.len(),
@@ -503,4 +382,49 @@ fn jit_matches_interpreter_on_every_testsuite_model() {
         failures.len()
     );
     assert!(!same.is_empty(), "no model ran");
+}
+
+/// Each observed `(model, precision) -> detail` not matched by `expected` (entries
+/// `model` for all precisions or `model/precision`, with a piece of the detail), and
+/// each expected entry nothing matched.
+fn unexpected(
+    what: &str,
+    observed: &BTreeMap<String, BTreeMap<&str, String>>,
+    expected: &[(&str, &str)],
+    precisions: usize,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    let mut used = BTreeSet::new();
+    for (name, per) in observed {
+        for (p, why) in per {
+            let all = per.len() == precisions;
+            let key_p = format!("{name}/{p}");
+            let hit = expected
+                .iter()
+                .find(|(k, _)| *k == key_p || (*k == name && all));
+            match hit {
+                Some((k, piece)) => {
+                    used.insert(*k);
+                    if !why.contains(piece) {
+                        failures.push(format!(
+                            "{key_p}: {what} with `{why}`, expected `{piece}` (entry `{k}`)"
+                        ));
+                    }
+                }
+                None => failures.push(format!(
+                    "{key_p}: {what}, not expected: (\"{}\", \"{}\")",
+                    if all { name.as_str() } else { key_p.as_str() },
+                    why.replace('"', "'")
+                )),
+            }
+        }
+    }
+    for (k, _) in expected {
+        if !used.contains(k) {
+            failures.push(format!(
+                "`{k}` is expected to give {what} but no longer does (or was not run): remove it"
+            ));
+        }
+    }
+    failures
 }

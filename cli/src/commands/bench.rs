@@ -141,6 +141,12 @@ pub fn main(args: Args) -> Result<()> {
         .with_context(|| format!("cannot read {shown}"))?
         .len();
     let graph = crate::model::load(&args.model)?;
+    if !graph
+        .nodes()
+        .any(|(_, n)| matches!(n.op, fqc_ir::Op::Quantize { .. }))
+    {
+        bail!("{shown}: a float model; bench times compiled models (`fqc compile` it first)");
+    }
     let model = fqc_runtime::Model::from_graph(graph).with_context(|| format!("{shown}"))?;
     let mut session = model.session().threads(threads);
     let mut shape = vec![args.batch];

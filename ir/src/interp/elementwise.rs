@@ -127,7 +127,7 @@ pub(crate) fn binary(
         BinaryOp::Sub => zip_into(&mut y, out, a, b, |x, y| x - y),
         BinaryOp::Mul => zip_into(&mut y, out, a, b, |x, y| x * y),
         BinaryOp::Div => zip_into(&mut y, out, a, b, |x, y| x / y),
-        op => zip_into(&mut y, out, a, b, |x, y| op.apply(x, y)),
+        op => zip_into(&mut y, out, a, b, |x, y| crate::scalar::binary(op, x, y)),
     }
     y
 }
@@ -135,7 +135,7 @@ pub(crate) fn binary(
 /// An element-wise function, in place.
 pub(crate) fn unary(op: crate::op::UnaryOp, mut x: Vec<f32>) -> Vec<f32> {
     for v in &mut x {
-        *v = op.apply(*v);
+        *v = crate::scalar::unary(op, *v);
     }
     x
 }
@@ -143,13 +143,7 @@ pub(crate) fn unary(op: crate::op::UnaryOp, mut x: Vec<f32>) -> Vec<f32> {
 /// ONNX PRelu: `x < 0 ? slope·x : x`, the slope broadcast to `x`'s shape `out`.
 pub(crate) fn prelu(x: &[f32], slope: (&[f32], &[usize]), out: &[usize]) -> Vec<f32> {
     let mut y = vec![0.0; out.iter().product()];
-    zip_into(&mut y, out, (x, out), slope, |v, s| {
-        if v < 0.0 {
-            s * v
-        } else {
-            v
-        }
-    });
+    zip_into(&mut y, out, (x, out), slope, crate::scalar::prelu);
     y
 }
 
@@ -168,9 +162,7 @@ pub(crate) fn sum(operands: &[(&[f32], &[usize])], out: &[usize]) -> Vec<f32> {
 /// `max(x, 0)`; NaN propagates (as `x < 0` is false for NaN).
 pub(crate) fn relu(mut x: Vec<f32>) -> Vec<f32> {
     for v in &mut x {
-        if *v < 0.0 {
-            *v = 0.0;
-        }
+        *v = crate::scalar::relu(*v);
     }
     x
 }
@@ -178,12 +170,7 @@ pub(crate) fn relu(mut x: Vec<f32>) -> Vec<f32> {
 /// `min(max(x, lo), hi)`; NaN propagates.
 pub(crate) fn clip(mut x: Vec<f32>, lo: f32, hi: f32) -> Vec<f32> {
     for v in &mut x {
-        if *v < lo {
-            *v = lo;
-        }
-        if *v > hi {
-            *v = hi;
-        }
+        *v = crate::scalar::clip(*v, lo, hi);
     }
     x
 }

@@ -9,7 +9,6 @@
 //! * The selecting ops reuse the generic kernels of `select.rs` and `reduce.rs` on the
 //!   operand's own storage; a constant pad value must be an integer level of the type.
 
-
 use super::{eval_err, reduce, resize_maps, select};
 use crate::error::Result;
 use crate::graph::{Graph, NodeData};

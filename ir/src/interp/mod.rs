@@ -403,6 +403,28 @@ pub(crate) fn execute(g: &Graph, plan: &Plan, inputs: Vec<&Tensor>) -> Result<Ve
         .collect()
 }
 
+/// Evaluates node `node` of `g` on its operand values `operands` (one per input, in
+/// order, constants included) at batch size `batch`: the step a JIT runs for an op it
+/// has no code of its own for. The operands must have the node's operand types (their
+/// storage and, at `batch`, their shapes), as the JIT's buffers do.
+pub fn eval_node(g: &Graph, node: &NodeData, operands: &[&Tensor], batch: usize) -> Result<Tensor> {
+    if operands.len() != node.inputs.len() || operands.is_empty() {
+        return Err(eval_err(g, node, "wrong operand count".into()));
+    }
+    for (&v, t) in node.inputs.iter().zip(operands) {
+        let want = g.ty(v).shape.resolve(batch as u64);
+        if t.shape != want || !t.data.holds(g.ty(v).dtype) || t.numel() != t.data.len() {
+            return Err(eval_err(
+                g,
+                node,
+                format!("operand `{}` does not have its type", value_name(g, v)),
+            ));
+        }
+    }
+    let shape = g.ty(node.output).shape.resolve(batch as u64);
+    eval(g, node, Cow::Borrowed(operands[0]), &operands[1..], shape)
+}
+
 /// Evaluates one node: `x` is operand 0 (owned when it dies here, so unary ops can
 /// work in place), `rest` the other operands.
 fn eval(

@@ -199,3 +199,49 @@ fn narrow(sums: Vec<i64>) -> Result<Vec<i32>, usize> {
         .map(|(i, &s)| i32::try_from(s).map_err(|_| i))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `scalar::avg_pool_divisors` is the divisor `avg_pool` uses: pooling a plane of
+    /// ones gives `1` where a window has taps, so `sum / divisor` recovers the divisor
+    /// from a plane of ones and a plane counting taps.
+    #[test]
+    fn divisors_agree_with_avg_pool() {
+        for (k, s, p, ceil, incl) in [
+            (3, 1, 1, false, false),
+            (3, 2, 1, true, true),
+            (3, 2, 1, true, false),
+            (2, 2, 0, true, true),
+            (5, 3, 2, true, false),
+            (4, 1, 3, false, true),
+        ] {
+            let win = Window {
+                kernel: [k, k],
+                strides: [s, s],
+                pads: [p, p, p, p],
+                dilations: [1, 1],
+                ceil_mode: ceil,
+            };
+            let (h, w) = (7usize, 6usize);
+            let (oh, ow) = (
+                win.output_extent(0, h as u64).unwrap() as usize,
+                win.output_extent(1, w as u64).unwrap() as usize,
+            );
+            let ones = vec![1.0f32; h * w];
+            let shape = [1, 1, h, w];
+            let out = [1, 1, oh, ow];
+            let means = avg_pool(&ones, &shape, &win, incl, &out);
+            let sums = sum_pool(&vec![1; h * w], &shape, &win, &out).unwrap();
+            let d = crate::scalar::avg_pool_divisors(&win, incl, (h, w), (oh, ow));
+            for i in 0..oh * ow {
+                if d[i] == 0 {
+                    assert_eq!(sums[i], 0);
+                } else {
+                    assert_eq!(means[i], sums[i] as f32 / d[i] as f32, "{win:?} {i}");
+                }
+            }
+        }
+    }
+}

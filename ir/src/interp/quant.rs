@@ -205,17 +205,10 @@ fn levels(dtype: DType, v: impl Iterator<Item = i64>) -> Option<TensorData> {
 /// `clamp(round_half_even((x - offset) / scale), qmin, qmax)` in f32; NaN → 0.
 pub(crate) fn quantize(x: &[f32], dtype: DType, scale: f32, offset: f32) -> Option<TensorData> {
     let (qmin, qmax) = dtype.quant_range()?;
-    let (lo, hi) = (qmin as f32, qmax as f32);
     levels(
         dtype,
-        x.iter().map(|&v| {
-            let r = ((v - offset) / scale).round_ties_even();
-            if r.is_nan() {
-                0
-            } else {
-                r.max(lo).min(hi) as i64
-            }
-        }),
+        x.iter()
+            .map(|&v| crate::scalar::quantize_level(v, scale, offset, qmin, qmax)),
     )
 }
 
