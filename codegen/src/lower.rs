@@ -38,6 +38,11 @@ fn spatial(w: &Window) -> ([usize; 2], [usize; 2], [usize; 2], [usize; 4]) {
     )
 }
 
+/// Most taps of a pooling window the JIT unrolls (and the native kernel loops over per
+/// output); wider windows — which only a hostile or degenerate file has — run as an
+/// interpreter step, whose cost is bounded by the taps inside the input.
+const MAX_POOL_TAPS: usize = 1024;
+
 /// Whether the native kernel is expected to beat the JIT forms (measured, see
 /// `reports/jit_forms.md`): enough output pixels per image to fill tiles and enough
 /// output channels per group to fill a register block.
@@ -302,6 +307,15 @@ impl Planner<'_> {
                     return Err(self.unsupported(node, "needs a 4-D low-bit input"));
                 }
                 let (kernel, strides, dilations, pads) = spatial(window);
+                if kernel[0].saturating_mul(kernel[1]) > MAX_POOL_TAPS {
+                    return Err(self.unsupported(
+                        node,
+                        format!(
+                            "a {}x{} window is unrolled by neither the JIT nor the native kernel",
+                            kernel[0], kernel[1]
+                        ),
+                    ));
+                }
                 let kind = if max {
                     PoolKind::Max {
                         qmin: out_dt.quant_range().map_or(0, |r| r.0),

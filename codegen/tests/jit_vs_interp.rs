@@ -569,3 +569,31 @@ fn a_one_pixel_conv_whose_window_sits_on_padding() {
     let (g, inputs) = build_conv(&c);
     check_same(&g, &inputs);
 }
+
+#[test]
+fn a_pool_window_wider_than_any_input_runs_without_unrolling_it() {
+    // 2^31 taps along W, pads of 2^30: valid (2 outputs per row), and found by fuzzing
+    // (fuzz/findings.md); the JIT must neither unroll it nor walk it per output.
+    let window = Window {
+        kernel: [1, 1 << 31],
+        strides: [1, 1],
+        pads: [0, 1 << 30, 0, (1 << 30) + 1],
+        dilations: [1, 1],
+        ceil_mode: false,
+    };
+    let mut g = Graph::new("wide");
+    let x = quantized_input(&mut g, "x", &[2, 3, 2], int_dtype(false, 4));
+    let y = node(&mut g, Op::MaxPool { window }, vec![x], "wide_pool");
+    g.set_outputs(vec![y]);
+    let jit = fqc_codegen::compile(&g).unwrap();
+    assert!(
+        jit.kernel_forms().iter().any(|(_, f)| *f == "interp"),
+        "{:?}",
+        jit.kernel_forms()
+    );
+    let mut rng = Lcg(7);
+    check_same(
+        &g,
+        &[random_input(&mut rng, 2, &[2, 3, 2], int_dtype(false, 4))],
+    );
+}

@@ -95,6 +95,20 @@ pub fn unary(op: UnaryOp, x: f32) -> f32 {
     op.apply(x)
 }
 
+/// The taps `t` in `0..kernel` of a window starting at `start` with dilation `d` (> 0)
+/// whose input index `start + t·d` lies in `0..len`: `(first t, count)`. Computed in
+/// O(1), so a window as wide as a hostile file makes it costs nothing to bound.
+pub fn taps_inside(start: i64, kernel: i64, d: i64, len: i64) -> (i64, i64) {
+    // First t with start + t·d >= 0, last t with start + t·d <= len - 1.
+    let first = if start >= 0 { 0 } else { (-start + d - 1) / d };
+    let last = if len - 1 - start < 0 {
+        -1
+    } else {
+        ((len - 1 - start) / d).min(kernel - 1)
+    };
+    (first, (last - first + 1).max(0))
+}
+
 /// The divisor of every output position (row-major `oh × ow`) of an average pool with
 /// `window` over an `h × w` input: the number of taps inside the input
 /// (`count_include_pad = false`) or inside the padded input (`true`), as the
@@ -122,10 +136,7 @@ pub fn avg_pool_divisors(
                 } else {
                     0
                 };
-                let inside = (0..k)
-                    .map(|t| start + t * d)
-                    .filter(|&i| i >= 0 && i < len as i64)
-                    .count();
+                let (_, inside) = taps_inside(start, k, d, len as i64);
                 (inside as u64, padded as u64)
             })
             .collect()
@@ -156,6 +167,24 @@ mod tests {
         assert_eq!(quantize_level(3.5, 1.0, 0.0, -8, 7), 4);
         assert_eq!(quantize_level(100.0, 1.0, 0.0, -8, 7), 7);
         assert_eq!(quantize_level(f32::NAN, 1.0, 0.0, 0, 15), 0);
+    }
+
+    #[test]
+    fn taps_inside_matches_counting() {
+        for start in -9..9 {
+            for kernel in 0..7 {
+                for d in 1..4 {
+                    for len in 0..6 {
+                        let want: Vec<i64> = (0..kernel)
+                            .filter(|t| (0..len).contains(&(start + t * d)))
+                            .collect();
+                        let (first, count) = taps_inside(start, kernel, d, len);
+                        let got: Vec<i64> = (first..first + count).collect();
+                        assert_eq!(got, want, "{start} {kernel} {d} {len}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -55,10 +55,10 @@ impl Axis {
         } else {
             0
         };
-        let inside = (0..self.kernel as i64)
-            .map(|t| start + t * d)
-            .filter(|&i| i >= 0 && i < self.len as i64)
-            .map(|i| i as usize)
+        let (first, count) =
+            crate::scalar::taps_inside(start, self.kernel as i64, d, self.len as i64);
+        let inside = (first..first + count)
+            .map(|t| (start + t * d) as usize)
             .collect();
         (inside, padded)
     }
