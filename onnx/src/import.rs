@@ -11,6 +11,7 @@ use crate::proto::{
     tensor_proto::DataType, tensor_shape_proto::dimension, type_proto, ModelProto, NodeProto,
     ValueInfoProto,
 };
+use crate::shapes::{Given, GivenDim, InputShape};
 use crate::tensor::{decode, Budget, External};
 
 /// Oldest and newest supported default-domain opsets.
@@ -38,8 +39,16 @@ fn default_opset(model: &ModelProto) -> Result<i64> {
     Ok(v)
 }
 
-/// The IR type of a real graph input: float32, rank ≥ 1, a symbolic dim only at axis 0.
-fn input_type(vi: &ValueInfoProto) -> Result<TensorType> {
+/// A declared input dim: a fixed extent, or unknown (symbolic, `-1` or absent) with
+/// how the model spells it.
+enum Declared {
+    Fixed(u64),
+    Unknown(String),
+}
+
+/// The IR type of a real graph input: float32, rank ≥ 1; every dim fixed by the model or
+/// by the `given` shape, except a symbolic dim 0, which is the batch.
+fn input_type(vi: &ValueInfoProto, given: Option<&InputShape>) -> Result<TensorType> {
     let name = vi.name();
     let err = |msg: String| model_err(format!("graph input `{name}`: {msg}"));
     let tt = match vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
@@ -61,24 +70,64 @@ fn input_type(vi: &ValueInfoProto) -> Result<TensorType> {
     if dims.is_empty() {
         return Err(err("must have rank >= 1".into()));
     }
-    let mut out = Vec::with_capacity(dims.len());
+    let mut declared = Vec::with_capacity(dims.len());
     for (i, d) in dims.iter().enumerate() {
-        let dim = match (&d.value, i) {
-            (Some(dimension::Value::DimValue(v)), _) if *v >= 0 && *v <= 1 << 31 => {
-                Dim::Fixed(*v as u64)
+        declared.push(match &d.value {
+            Some(dimension::Value::DimValue(v)) if *v >= 0 && *v <= 1 << 31 => {
+                Declared::Fixed(*v as u64)
             }
-            (Some(dimension::Value::DimValue(v)), _) => {
+            Some(dimension::Value::DimValue(-1)) => Declared::Unknown("-1".into()),
+            Some(dimension::Value::DimValue(v)) => {
                 return Err(err(format!("dim {i} has invalid extent {v}")))
             }
-            (Some(dimension::Value::DimParam(_)) | None, 0) => Dim::Batch,
-            (Some(dimension::Value::DimParam(p)), _) => {
+            Some(dimension::Value::DimParam(p)) => Declared::Unknown(crate::error::one_line(p)),
+            None => Declared::Unknown("unknown".into()),
+        });
+    }
+    let example = || {
+        let parts: Vec<String> = declared
+            .iter()
+            .enumerate()
+            .map(|(i, d)| match d {
+                Declared::Fixed(v) => v.to_string(),
+                Declared::Unknown(_) if i == 0 => "N".into(),
+                Declared::Unknown(_) => "?".into(),
+            })
+            .collect();
+        format!("{name}={}", parts.join("x"))
+    };
+    if let Some(g) = given {
+        if g.dims.len() != declared.len() {
+            return Err(err(format!(
+                "--input-shape {g} has {} dims, the input has {} ({})",
+                g.dims.len(),
+                declared.len(),
+                example()
+            )));
+        }
+    }
+    let mut out = Vec::with_capacity(declared.len());
+    for (i, d) in declared.iter().enumerate() {
+        let g = given.map(|g| g.dims[i]);
+        let dim = match (d, g) {
+            (Declared::Fixed(v), None) => Dim::Fixed(*v),
+            (Declared::Fixed(v), Some(GivenDim::Fixed(k))) if k == *v => Dim::Fixed(*v),
+            (Declared::Fixed(v), Some(g)) => {
+                let shown = match g {
+                    GivenDim::Batch => "N".to_string(),
+                    GivenDim::Fixed(k) => k.to_string(),
+                };
                 return Err(err(format!(
-                    "dim {i} is symbolic (`{p}`); only dim 0 (the batch) may be"
-                )))
+                    "dim {i} is {v} in the model; --input-shape gives {shown}"
+                )));
             }
-            (None, _) => {
+            (Declared::Unknown(_), Some(GivenDim::Fixed(k))) => Dim::Fixed(k),
+            (Declared::Unknown(_), Some(GivenDim::Batch) | None) if i == 0 => Dim::Batch,
+            (Declared::Unknown(p), _) => {
                 return Err(err(format!(
-                    "dim {i} is unknown; only dim 0 (the batch) may be"
+                    "dim {i} is symbolic (`{p}`); only dim 0 (the batch) may be: give the size \
+                     with --input-shape (e.g. `--input-shape {}` with each ? a number)",
+                    example()
                 )))
             }
         };
@@ -121,7 +170,11 @@ fn check_single_definitions(imp: &Importer, nodes: &[NodeProto], opset: i64) -> 
     Ok(())
 }
 
-pub(crate) fn import_model(mut model: ModelProto, ext: External) -> Result<Graph> {
+pub(crate) fn import_model(
+    mut model: ModelProto,
+    ext: External,
+    shapes: &[InputShape],
+) -> Result<Graph> {
     let opset = default_opset(&model)?;
     let mut graph = model
         .graph
@@ -166,6 +219,14 @@ pub(crate) fn import_model(mut model: ModelProto, ext: External) -> Result<Graph
     }
     let initializers: HashSet<String> = imp.vals.keys().cloned().collect();
     graph.initializer.clear();
+    let real_inputs: Vec<&str> = graph
+        .input
+        .iter()
+        .map(|vi| vi.name())
+        .filter(|n| !initializers.contains(*n))
+        .collect();
+    let given = Given::new(shapes, &real_inputs)?;
+    let n_inputs = real_inputs.len();
     for vi in &graph.input {
         let name = vi.name();
         if initializers.contains(name) {
@@ -180,7 +241,7 @@ pub(crate) fn import_model(mut model: ModelProto, ext: External) -> Result<Graph
                 "graph input `{name}` is listed twice (ONNX names each value once)"
             )));
         }
-        let ty = input_type(vi)?;
+        let ty = input_type(vi, given.for_input(name, n_inputs))?;
         let v = imp.g.add_input(name, ty);
         imp.vals.insert(name.to_string(), Val::Ir(v));
     }

@@ -15,6 +15,7 @@ pub mod error;
 mod import;
 mod lower;
 pub mod proto;
+pub mod shapes;
 mod tensor;
 
 use std::path::Path;
@@ -25,6 +26,7 @@ use prost::Message;
 pub use error::{OnnxError, Result};
 pub use import::{MAX_OPSET, MIN_OPSET};
 pub use lower::supported_ops;
+pub use shapes::{GivenDim, InputShape};
 pub use tensor::{MAX_MODEL_ELEMS, MAX_TENSOR_ELEMS};
 
 use tensor::{Budget, External};
@@ -41,6 +43,11 @@ fn decode_err(what: &str, e: prost::DecodeError) -> OnnxError {
 /// Imports the ONNX model at `path`. External tensor data is read only from files
 /// inside the model's folder.
 pub fn import_file(path: &Path) -> Result<Graph> {
+    import_file_with(path, &[])
+}
+
+/// [`import_file`] with shapes for inputs the model leaves symbolic (see [`shapes`]).
+pub fn import_file_with(path: &Path, shapes: &[InputShape]) -> Result<Graph> {
     let io = |source| OnnxError::Io {
         path: path.to_path_buf(),
         source,
@@ -59,13 +66,18 @@ pub fn import_file(path: &Path) -> Result<Graph> {
     let dir = dir.canonicalize().map_err(io)?;
     let model = proto::ModelProto::decode(bytes.as_slice()).map_err(|e| decode_err("model", e))?;
     drop(bytes);
-    import::import_model(model, External::Dir(dir))
+    import::import_model(model, External::Dir(dir), shapes)
 }
 
 /// Imports an ONNX model from memory. External tensor data is refused.
 pub fn import_bytes(bytes: &[u8]) -> Result<Graph> {
+    import_bytes_with(bytes, &[])
+}
+
+/// [`import_bytes`] with shapes for inputs the model leaves symbolic (see [`shapes`]).
+pub fn import_bytes_with(bytes: &[u8], shapes: &[InputShape]) -> Result<Graph> {
     let model = proto::ModelProto::decode(bytes).map_err(|e| decode_err("model", e))?;
-    import::import_model(model, External::Refuse)
+    import::import_model(model, External::Refuse, shapes)
 }
 
 /// Decodes a serialized `TensorProto` (an ONNX node test's `input_0.pb`, …): FLOAT →

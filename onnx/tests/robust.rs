@@ -548,3 +548,66 @@ fn messages_stay_on_one_line() {
     assert!(!e.contains('\n') && !e.contains('\r'), "{e}");
     assert!(e.starts_with("node `evil\\nname` (Bad\\r\\nOp"), "{e}");
 }
+
+#[test]
+fn symbolic_height_and_width_need_an_input_shape() {
+    use fqc_onnx::InputShape;
+    let mut g = G::new(13);
+    g.input("x", &[V(-1), V(3), P("h"), P("w")]).output("y");
+    g.node("Relu", &["x"], &["y"]);
+    let e = g.err();
+    assert!(
+        e.contains("dim 2 is symbolic (`h`)") && e.contains("--input-shape x=Nx3x?x?"),
+        "{e}"
+    );
+    let bytes = g.bytes();
+    let shape = |s: &str| vec![s.parse::<InputShape>().unwrap()];
+    let ok = fqc_onnx::import_bytes_with(&bytes, &shape("x=Nx3x48x192")).unwrap();
+    assert_eq!(ok.ty(ok.inputs()[0]).shape.to_string(), "[N,3,48,192]");
+    // The name may be left out for a one-input model; a fixed batch is allowed.
+    let ok = fqc_onnx::import_bytes_with(&bytes, &shape("2x3x8x8")).unwrap();
+    assert_eq!(ok.ty(ok.inputs()[0]).shape.to_string(), "[2,3,8,8]");
+    // A given shape must agree with the model where it fixes a dim, have its rank, and
+    // name a real input.
+    for (given, piece) in [
+        (
+            "x=Nx4x8x8",
+            "dim 1 is 3 in the model; --input-shape gives 4",
+        ),
+        ("x=Nx3x8", "has 3 dims, the input has 4"),
+        ("y=Nx3x8x8", "the model has no input `y` (its inputs: x)"),
+    ] {
+        let e = fqc_onnx::import_bytes_with(&bytes, &shape(given))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(piece), "{given}: {e}");
+    }
+    let twice = vec![
+        "x=Nx3x8x8".parse::<InputShape>().unwrap(),
+        "Nx3x8x8".parse::<InputShape>().unwrap(),
+    ];
+    let e = fqc_onnx::import_bytes_with(&bytes, &twice)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("given twice"), "{e}");
+}
+
+#[test]
+fn input_shape_flags_parse_strictly() {
+    use fqc_onnx::{GivenDim, InputShape};
+    let s: InputShape = "img=Nx3x48x192".parse().unwrap();
+    assert_eq!(s.name.as_deref(), Some("img"));
+    assert_eq!(
+        s.dims,
+        vec![
+            GivenDim::Batch,
+            GivenDim::Fixed(3),
+            GivenDim::Fixed(48),
+            GivenDim::Fixed(192)
+        ]
+    );
+    assert_eq!(s.to_string(), "img=Nx3x48x192");
+    for bad in ["", "x=", "=1x2", "1xNx3", "x=1x0", "x=1x-3", "x=1xhx2"] {
+        assert!(bad.parse::<InputShape>().is_err(), "{bad}");
+    }
+}

@@ -11,8 +11,9 @@
 //! validation top-1) — writes the artifact with
 //! `fqc_runtime::artifact::save_file`, and prints the report: time per pass, one line per
 //! layer (bits, MACs, weight sparsity), the calibration notes, where the boundary float
-//! ops are, the artifact's size next to the ONNX file's, and `integer-only: yes|no`
-//! ([`report`]). `--test SET`, `--save-stages DIR` and `--summary-json F` measure the
+//! ops are, the artifact's size next to the ONNX file's, and `integer-only: yes` or
+//! `integer-only: no (N float islands: ...)` naming the nodes of each island ([`report`];
+//! `--require-integer-only` makes an island an error). `--test SET`, `--save-stages DIR` and `--summary-json F` measure the
 //! result and every stage ([`check`]).
 //!
 //! `--stop-after PASS` prints the IR at that pass; before `integerize` no artifact is
@@ -48,6 +49,8 @@ pub struct Args {
     /// Where to write the compiled artifact (.fqc).
     #[arg(short = 'o', long = "output")]
     output: PathBuf,
+    #[command(flatten)]
+    shapes: crate::model::ShapeArgs,
     /// Calibration inputs: a float32 (or uint8) NCHW .npy in the model's input convention.
     #[arg(long, conflicts_with = "data")]
     calib: Option<PathBuf>,
@@ -95,6 +98,11 @@ pub struct Args {
     /// Stop after this pass and print the IR there.
     #[arg(long, value_name = "PASS")]
     stop_after: Option<String>,
+    /// Fail instead of keeping float islands (ops with no exact integer form, which
+    /// otherwise stay float between a dequantize and a quantize and are listed in the
+    /// report).
+    #[arg(long)]
+    require_integer_only: bool,
     /// Fine-tuning options.
     #[command(flatten)]
     tune: tune::TrainArgs,
@@ -118,7 +126,7 @@ pub fn main(args: Args) -> Result<()> {
             args.model.display()
         );
     }
-    let graph = crate::model::load(&args.model)?;
+    let graph = crate::model::load_with(&args.model, &args.shapes.input_shape)?;
     if graph.inputs().len() != 1 {
         bail!(
             "the model has {} inputs; `fqc compile` calibrates models with exactly one",
@@ -130,6 +138,7 @@ pub fn main(args: Args) -> Result<()> {
         config: QuantConfig {
             input_bits: args.input_bits,
             calib,
+            require_integer_only: args.require_integer_only,
             ..QuantConfig::default()
         },
         calib_inputs: calibration.batches,

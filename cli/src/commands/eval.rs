@@ -42,11 +42,13 @@ pub struct Args {
     /// Print one JSON object (top1, correct, images, seconds, engine) instead of the line.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    shapes: crate::model::ShapeArgs,
 }
 
 pub fn main(args: Args) -> Result<()> {
     let threads = limits::clamp_threads(args.threads, 2);
-    let mut engine = Engine::new(&args.model, args.interp, threads)?;
+    let mut engine = Engine::new(&args.model, args.interp, threads, &args.shapes.input_shape)?;
     let set = labelled_set(&args.data, &args.split)?;
     let n = args.limit.map_or(set.len(), |l| l.min(set.len()));
     if n == 0 {

@@ -8,10 +8,12 @@ use anyhow::Result;
 pub struct Args {
     /// Model file (.onnx, .fqir, or a compiled .fqc).
     model: PathBuf,
+    #[command(flatten)]
+    shapes: crate::model::ShapeArgs,
 }
 
 pub fn main(args: Args) -> Result<()> {
-    let graph = crate::model::load(&args.model)?;
+    let graph = crate::model::load_with(&args.model, &args.shapes.input_shape)?;
     crate::out::out!("{}", fqc_ir::text::print(&graph))?;
     Ok(())
 }

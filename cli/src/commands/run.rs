@@ -39,6 +39,8 @@ pub struct Args {
     /// Run with the reference interpreter, not the JIT (always so for .onnx/.fqir).
     #[arg(long)]
     interp: bool,
+    #[command(flatten)]
+    shapes: crate::model::ShapeArgs,
 }
 
 /// The engine a run uses (shared with `fqc eval`).
@@ -49,8 +51,13 @@ pub(crate) enum Engine {
 
 impl Engine {
     /// The interpreter for float models or with `--interp`, else the JIT.
-    pub(crate) fn new(path: &std::path::Path, interp: bool, threads: usize) -> Result<Engine> {
-        let graph = crate::model::load(path)?;
+    pub(crate) fn new(
+        path: &std::path::Path,
+        interp: bool,
+        threads: usize,
+        shapes: &[fqc_onnx::InputShape],
+    ) -> Result<Engine> {
+        let graph = crate::model::load_with(path, shapes)?;
         let artifact = crate::model::format_of(path)? == crate::model::Format::Artifact;
         Engine::from_graph(graph, artifact && !interp, threads)
             .with_context(|| format!("{}: JIT compile (try --interp)", path.display()))
@@ -111,7 +118,7 @@ pub fn main(args: Args) -> Result<()> {
         files.output("--output", out)?;
     }
     let started = Instant::now();
-    let mut engine = Engine::new(&args.model, args.interp, threads)?;
+    let mut engine = Engine::new(&args.model, args.interp, threads, &args.shapes.input_shape)?;
     let load_time = started.elapsed();
     let input = super::read_input(&args.input)?;
     if let Engine::Interp(graph, _) = &engine {

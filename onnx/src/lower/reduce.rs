@@ -2,6 +2,12 @@
 //! opset 18 — 13 for ReduceSum — an input after), with `keepdims` and
 //! `noop_with_empty_axes`. Axes are normalised, sorted and deduplicated; reducing over
 //! the batch axis is refused (one image's result would depend on the others).
+//!
+//! A reduction over the spatial axes of an NCHW tensor — how Keras/TF exports and many
+//! SE blocks spell global pooling — is imported as the global pool it is
+//! (`global_avgpool` for the mean, `global_maxpool` for the max; the sum and min as a
+//! kept-dims `reduce`), followed by a `reshape` to `[N, C]` when `keepdims` is 0, so the
+//! passes see one form of global pooling whatever the exporter wrote.
 
 use fqc_ir::op::ReduceKind;
 use fqc_ir::Op;
@@ -42,6 +48,9 @@ pub(crate) fn reduce(cx: &mut Cx) -> LResult<()> {
     };
     axes.sort_unstable();
     axes.dedup();
+    if rank == 4 && axes == [2, 3] {
+        return spatial(cx, x, kind, keepdims);
+    }
     cx.emit_out(
         Op::Reduce {
             kind,
@@ -50,4 +59,25 @@ pub(crate) fn reduce(cx: &mut Cx) -> LResult<()> {
         },
         vec![x],
     )
+}
+
+/// A reduction over axes 2 and 3 of `x` `[N,C,H,W]` (see the module docs).
+fn spatial(cx: &mut Cx, x: fqc_ir::Value, kind: ReduceKind, keepdims: bool) -> LResult<()> {
+    let op = match kind {
+        ReduceKind::Mean => Op::GlobalAveragePool,
+        ReduceKind::Max => Op::GlobalMaxPool,
+        _ => Op::Reduce {
+            kind,
+            axes: vec![2, 3],
+            keepdims: true,
+        },
+    };
+    if keepdims {
+        return cx.emit_out(op, vec![x]);
+    }
+    let pooled = cx.emit(op, vec![x], "pool")?;
+    let dims = cx.ty(pooled).shape.0[..2].to_vec();
+    let flat = cx.emit(Op::Reshape { shape: dims }, vec![pooled], "")?;
+    cx.set_out(0, Val::Ir(flat));
+    Ok(())
 }

@@ -65,21 +65,7 @@ pub(super) fn report(
         boundary.trailing.join(", ")
     );
     artifact_summary(w, args, &out.graph, size);
-    if boundary.is_integer_only() {
-        let _ = writeln!(w, "integer-only: yes");
-    } else {
-        let ops: Vec<String> = boundary
-            .float_ops
-            .iter()
-            .map(|(n, op, why)| format!("{n} ({op}): {why}"))
-            .collect();
-        let _ = writeln!(
-            w,
-            "integer-only: no ({} float ops inside the boundary: {})",
-            ops.len(),
-            ops.join("; ")
-        );
-    }
+    let _ = writeln!(w, "integer-only: {}", boundary.verdict());
     Ok(r)
 }
 
